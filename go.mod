@@ -3,6 +3,7 @@ module github.com/torwrt/torwrt
 go 1.26.8
 
 require (
+	filippo.io/edwards25519 v1.2.0 // indirect
 	github.com/google/go-containerregistry v0.22.1 // indirect
 	github.com/klauspost/compress v1.20.4 // indirect
 	github.com/sigstore/sigstore v1.10.4 // indirect

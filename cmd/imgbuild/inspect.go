@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"os"
+
+	"github.com/torwrt/torwrt/internal/fwimage"
+	"github.com/torwrt/torwrt/internal/ucert"
+	"github.com/torwrt/torwrt/internal/usign"
+)
+
+type inspectOptions struct {
+	outputOptions
+}
+
+type inspectChunk struct {
+	fwimage.Chunk
+	TypeName string `json:"type_name"`
+	CRCOK    bool   `json:"crc_ok"`
+	// Signature details, for signature chunks.
+	FakeCertificate bool   `json:"fake_certificate,omitempty"`
+	SignedBy        string `json:"signed_by,omitempty"`
+	ChainLength     int    `json:"chain_length,omitempty"`
+	Problem         string `json:"problem,omitempty"`
+}
+
+type inspectReport struct {
+	Image          string            `json:"image"`
+	Size           int64             `json:"size"`
+	PayloadEnd     int64             `json:"payload_end"`
+	Chunks         []inspectChunk    `json:"chunks"`
+	Metadata       *fwimage.Metadata `json:"metadata,omitempty"`
+	MetadataJSON   string            `json:"metadata_json,omitempty"`
+	HasSignature   bool              `json:"has_signature"`
+	SHA256         string            `json:"sha256"`
+	SHA256Unsigned string            `json:"sha256_unsigned"`
+}
+
+func runInspect(ctx context.Context, e env, args []string) error {
+	var o inspectOptions
+	fs := newFlags(e, "inspect", "IMAGE", "Show IMAGE's fwtool chunks (type, offset, size, CRC), its metadata, the\nfingerprint of the key that signed it, and its sha256 and sha256_unsigned.\nInspect does not check the signature against any key: use verify for that.")
+	o.addFlags(fs)
+	rest, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return usagef("want one IMAGE")
+	}
+	rep, err := inspectImage(rest[0])
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return writeJSON(e.stdout, rep)
+	}
+	fmt.Fprintf(e.stdout, "image            %s\nsize             %d\npayload end      0x%x\n", rep.Image, rep.Size, rep.PayloadEnd)
+	for i, c := range rep.Chunks {
+		fmt.Fprintf(e.stdout, "chunk %d          %s, data at 0x%x, %d bytes, crc 0x%08x ok", i, c.TypeName, c.Offset, c.Len, c.CRC)
+		switch {
+		case c.FakeCertificate:
+			fmt.Fprintf(e.stdout, ", FAKE CERTIFICATE (unsigned)")
+		case c.SignedBy != "":
+			fmt.Fprintf(e.stdout, ", signed by key %s", c.SignedBy)
+		case c.Problem != "":
+			fmt.Fprintf(e.stdout, ", %s", c.Problem)
+		}
+		fmt.Fprintln(e.stdout)
+	}
+	if rep.Metadata != nil {
+		fmt.Fprintf(e.stdout, "boards           %v\nversion          %s %s %s (%s)\n", rep.Metadata.SupportedDevices, rep.Metadata.Version.Dist, rep.Metadata.Version.Version, rep.Metadata.Version.Revision, rep.Metadata.Version.Target)
+	}
+	fmt.Fprintf(e.stdout, "has signature    %v (not checked against keys; use verify)\nsha256           %s\nsha256_unsigned  %s\n", rep.HasSignature, rep.SHA256, rep.SHA256Unsigned)
+	return nil
+}
+
+func inspectImage(path string) (*inspectReport, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	layout, err := fwimage.Parse(f, fi.Size())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	rep := &inspectReport{Image: path, Size: layout.Size, PayloadEnd: layout.PayloadEnd}
+	for _, c := range layout.Chunks {
+		ic := inspectChunk{Chunk: c, TypeName: c.Type.String(), CRCOK: true}
+		data, err := fwimage.ReadChunk(f, c)
+		if err != nil {
+			return nil, err
+		}
+		switch c.Type {
+		case fwimage.TypeMetadata:
+			m, raw, err := fwimage.ParseMetadataChunk(data)
+			if err != nil {
+				ic.Problem = err.Error()
+				break
+			}
+			rep.Metadata, rep.MetadataJSON = m, string(raw)
+		case fwimage.TypeSignature:
+			describeSignature(&ic, data)
+			rep.HasSignature = ic.SignedBy != ""
+		}
+		rep.Chunks = append(rep.Chunks, ic)
+	}
+	sum, err := fwimage.SHA256Range(f, layout.Size)
+	if err != nil {
+		return nil, err
+	}
+	rep.SHA256 = hex.EncodeToString(sum)
+	sum, err = fwimage.SHA256Range(f, layout.SignedEnd())
+	if err != nil {
+		return nil, err
+	}
+	rep.SHA256Unsigned = hex.EncodeToString(sum)
+	return rep, nil
+}
+
+func describeSignature(ic *inspectChunk, data []byte) {
+	if fwimage.IsFakeCertificate(data) {
+		ic.FakeCertificate = true
+		return
+	}
+	chain, err := ucert.Decode(data)
+	if err != nil {
+		ic.Problem = err.Error()
+		return
+	}
+	ic.ChainLength = len(chain)
+	sigFile, err := ucert.SigningSignature(chain)
+	if err != nil {
+		ic.Problem = err.Error()
+		return
+	}
+	sig, err := usign.ParseSignature(sigFile)
+	if err != nil {
+		ic.Problem = err.Error()
+		return
+	}
+	ic.SignedBy = sig.Fingerprint.String()
+}

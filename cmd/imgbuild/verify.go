@@ -1,0 +1,43 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/torwrt/torwrt/internal/imagesig"
+	"github.com/torwrt/torwrt/internal/usign"
+)
+
+type verifyOptions struct {
+	keys  string
+	board string
+	outputOptions
+}
+
+func runVerify(ctx context.Context, e env, args []string) error {
+	var o verifyOptions
+	fs := newFlags(e, "verify", "IMAGE", "Exit 0 only if IMAGE carries a signature chunk by a trusted key that verifies\nover the image and its metadata. Exit 3 when the image is refused.")
+	fs.StringVar(&o.keys, "keys", "", "directory of trusted public keys named by fingerprint, like /etc/opkg/keys (required)")
+	fs.StringVar(&o.board, "board", "", "also require this board name in the metadata, e.g. glinet,gl-ar150")
+	o.addFlags(fs)
+	rest, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if o.keys == "" || len(rest) != 1 {
+		return usagef("want --keys DIR and one IMAGE")
+	}
+	kr, err := usign.LoadKeyDir(o.keys)
+	if err != nil {
+		return err
+	}
+	res, err := imagesig.VerifyFile(rest[0], kr, imagesig.Options{Board: o.board})
+	if err != nil {
+		return rejectedError{fmt.Errorf("%s: %w", rest[0], err)}
+	}
+	if o.json {
+		return writeJSON(e.stdout, res)
+	}
+	fmt.Fprintf(e.stdout, "OK %s: signed by key %s, for %v, version %s\n", rest[0], res.Key, res.Metadata.SupportedDevices, res.Metadata.Version.Version)
+	return nil
+}

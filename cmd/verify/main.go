@@ -1,0 +1,144 @@
+// Command verify runs on the router. `verify image` refuses any sysupgrade
+// image that is not signed by a release key; later verbs fetch and install
+// signed updates over Tor.
+//
+// Keep its imports small: it is cross-compiled for 16 MB-flash MIPS boards.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/torwrt/torwrt/internal/fwimage"
+	"github.com/torwrt/torwrt/internal/imagesig"
+	"github.com/torwrt/torwrt/internal/ucert"
+	"github.com/torwrt/torwrt/internal/usign"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "devel"
+
+// Exit codes of `verify image`, documented in docs/cli.md. Scripts on the
+// router branch on them, so they never change meaning.
+const (
+	exitOK         = 0
+	exitFailure    = 1 // could not read the image or keys
+	exitUsage      = 2
+	exitUnsigned   = 3 // no signature, or the fake certificate
+	exitBadSig     = 4 // unknown key, bad or all-zero signature
+	exitWrongBoard = 5
+	exitMalformed  = 6 // chunk chain, CRC, metadata or ucert blob broken
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Stdout, os.Stderr, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "--version", "-version", "version":
+		fmt.Fprintf(stdout, "torwrt-verify %s\n", version)
+		return exitOK
+	case "-h", "--help", "help":
+		usage(stdout)
+		return exitOK
+	case "image":
+		return runImage(stdout, stderr, args[1:])
+	}
+	if cmd, ok := extraCommands[args[0]]; ok {
+		return cmd(ctx, stdout, stderr, args[1:])
+	}
+	fmt.Fprintf(stderr, "verify: unknown command %q\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
+
+// extraCommands lets other files of the package add verbs.
+var extraCommands = map[string]func(ctx context.Context, stdout, stderr io.Writer, args []string) int{}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, `torwrt-verify %s: the router's update checker
+
+Usage:
+  verify image --keys DIR [--board NAME] IMAGE   check a sysupgrade image
+  verify --version
+
+Exit codes of image: 0 accepted, 1 error, 2 usage, 3 unsigned,
+4 bad signature or unknown key, 5 wrong board, 6 malformed image.
+`, version)
+}
+
+func runImage(stdout, stderr io.Writer, args []string) int {
+	fs := flag.NewFlagSet("verify image", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	keys := fs.String("keys", "/etc/opkg/keys", "directory of trusted usign public keys named by fingerprint")
+	board := fs.String("board", "", "require this board in the image metadata (default: /tmp/sysinfo/board_name if present)")
+	quiet := fs.Bool("q", false, "print nothing on success")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "verify image: want one IMAGE")
+		return exitUsage
+	}
+	img := fs.Arg(0)
+	if *board == "" {
+		if b, err := os.ReadFile("/tmp/sysinfo/board_name"); err == nil {
+			*board = string(trimSpace(b))
+		}
+	}
+	kr, err := usign.LoadKeyDir(*keys)
+	if err != nil {
+		fmt.Fprintf(stderr, "verify image: %v\n", err)
+		return exitFailure
+	}
+	res, err := imagesig.VerifyFile(img, kr, imagesig.Options{Board: *board})
+	if err != nil {
+		fmt.Fprintf(stderr, "verify image: REJECTED %s: %v\n", img, err)
+		return exitCodeFor(err)
+	}
+	if !*quiet {
+		fmt.Fprintf(stdout, "OK %s: signed by %s, boards %v, version %s\n", img, res.Key, res.Metadata.SupportedDevices, res.Metadata.Version.Version)
+	}
+	return exitOK
+}
+
+func exitCodeFor(err error) int {
+	switch {
+	case errors.Is(err, imagesig.ErrUnsigned):
+		return exitUnsigned
+	case errors.Is(err, usign.ErrUnknownKey), errors.Is(err, usign.ErrBadSignature):
+		return exitBadSig
+	case errors.Is(err, imagesig.ErrWrongBoard):
+		return exitWrongBoard
+	case errors.Is(err, fwimage.ErrMalformed), errors.Is(err, fwimage.ErrCRC),
+		errors.Is(err, fwimage.ErrUnknownType), errors.Is(err, fwimage.ErrTooLarge),
+		errors.Is(err, ucert.ErrMalformed), errors.Is(err, usign.ErrMalformed),
+		errors.Is(err, imagesig.ErrNoMetadata):
+		return exitMalformed
+	}
+	return exitFailure
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}

@@ -1,0 +1,185 @@
+// Package imagesig signs and verifies sysupgrade images the way stock
+// OpenWrt does: a usign Ed25519 signature over the image and its metadata
+// chunk, wrapped in a ucert blob, appended as an fwtool signature chunk.
+//
+// Both binaries use it: imgbuild to sign and check releases, and the
+// router's verify command to refuse anything else. Verify returns nil only
+// after every check ran and passed.
+package imagesig
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/torwrt/torwrt/internal/fwimage"
+	"github.com/torwrt/torwrt/internal/ucert"
+	"github.com/torwrt/torwrt/internal/usign"
+)
+
+var (
+	// ErrUnsigned: the image carries no signature chunk, or only the
+	// "# fake certificate" placeholder.
+	ErrUnsigned = errors.New("image is not signed")
+	// ErrNoMetadata: the image has no metadata chunk before its signature.
+	ErrNoMetadata = errors.New("image has no fwtool metadata")
+	// ErrWrongBoard: the metadata does not list the expected board.
+	ErrWrongBoard = errors.New("image is not for this board")
+)
+
+// Result describes a verified image.
+type Result struct {
+	Layout         *fwimage.Image    `json:"layout"`
+	Metadata       *fwimage.Metadata `json:"metadata"`
+	Key            string            `json:"key"` // fingerprint of the key that signed it
+	SHA256         string            `json:"sha256"`
+	SHA256Unsigned string            `json:"sha256_unsigned"`
+}
+
+// Options narrow what Verify accepts.
+type Options struct {
+	// Board, when set, must appear in the metadata's supported devices.
+	Board string
+}
+
+// Verify checks the image r of the given size against the trusted keys.
+func Verify(r io.ReaderAt, size int64, keys *usign.Keyring, opt Options) (*Result, error) {
+	layout, err := fwimage.Parse(r, size)
+	if err != nil {
+		return nil, err
+	}
+	sigChunk, ok := lastChunkIs(layout, fwimage.TypeSignature)
+	if !ok {
+		return nil, fmt.Errorf("%w: no signature chunk at the end of the image", ErrUnsigned)
+	}
+	data, err := fwimage.ReadChunk(r, sigChunk)
+	if err != nil {
+		return nil, err
+	}
+	if fwimage.IsFakeCertificate(data) {
+		return nil, fmt.Errorf("%w: signature chunk is the %q placeholder", ErrUnsigned, fwimage.FakeCertificate)
+	}
+	sig, err := signatureFromChunk(data)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := keys.VerifyReader(io.NewSectionReader(r, 0, sigChunk.Offset), sig); err != nil {
+		return nil, err
+	}
+	// The signature covered the metadata, so from here on it is trusted
+	// input; it still has to say this image is for this board.
+	metaChunk, ok := layout.Last(fwimage.TypeMetadata)
+	if !ok || metaChunk.Offset > sigChunk.Offset {
+		return nil, ErrNoMetadata
+	}
+	metaData, err := fwimage.ReadChunk(r, metaChunk)
+	if err != nil {
+		return nil, err
+	}
+	meta, _, err := fwimage.ParseMetadataChunk(metaData)
+	if err != nil {
+		return nil, err
+	}
+	if opt.Board != "" && !meta.Supports(opt.Board) {
+		return nil, fmt.Errorf("%w: board %q, image supports %v", ErrWrongBoard, opt.Board, meta.SupportedDevices)
+	}
+	res := &Result{Layout: layout, Metadata: meta, Key: sig.Fingerprint.String()}
+	if res.SHA256, err = hashHex(r, size); err != nil {
+		return nil, err
+	}
+	if res.SHA256Unsigned, err = hashHex(r, sigChunk.Offset); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func lastChunkIs(img *fwimage.Image, t fwimage.Type) (fwimage.Chunk, bool) {
+	if n := len(img.Chunks); n > 0 && img.Chunks[n-1].Type == t {
+		return img.Chunks[n-1], true
+	}
+	return fwimage.Chunk{}, false
+}
+
+func signatureFromChunk(data []byte) (*usign.Signature, error) {
+	chain, err := ucert.Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("signature chunk: %w", err)
+	}
+	if len(chain) != 1 {
+		// Delegation chains (release key certifies a build key) are
+		// refused until they are verified link by link; accepting the
+		// last link alone would trust a key nobody certified.
+		return nil, fmt.Errorf("signature chunk: %w: certificate chains of %d elements are not accepted", ucert.ErrMalformed, len(chain))
+	}
+	sigFile, err := ucert.SigningSignature(chain)
+	if err != nil {
+		return nil, fmt.Errorf("signature chunk: %w", err)
+	}
+	sig, err := usign.ParseSignature(sigFile)
+	if err != nil {
+		return nil, fmt.Errorf("signature chunk: %w", err)
+	}
+	return sig, nil
+}
+
+// Signer makes one usign signature. File keys and KMS backends implement it.
+type Signer interface {
+	Fingerprint() usign.Fingerprint
+	SignMessage(msg []byte) (*usign.Signature, error)
+}
+
+// Signed is what Sign produces.
+type Signed struct {
+	// Chunk is the signature chunk data (a ucert blob) to append.
+	Chunk []byte
+	// Signature is the detached usign signature over the same bytes.
+	Signature *usign.Signature
+	// SignedLen is how many bytes of the input the signature covers: any
+	// existing signature chunk is excluded.
+	SignedLen int64
+}
+
+// Sign signs the image r (size bytes) with s. An existing signature chunk
+// (the ImageBuilder's own) is left out of what is signed; the caller
+// truncates the file to SignedLen before appending Chunk. Ed25519 needs
+// the whole message, so the signed range is read into memory; this runs on
+// the build host, never on the router.
+func Sign(r io.ReaderAt, size int64, s Signer) (*Signed, error) {
+	layout, err := fwimage.Parse(r, size)
+	if err != nil {
+		return nil, err
+	}
+	end := layout.SignedEnd()
+	if _, ok := layout.Last(fwimage.TypeMetadata); !ok {
+		return nil, fmt.Errorf("%w: refusing to sign; stock sysupgrade on ath79/ramips requires metadata", ErrNoMetadata)
+	}
+	msg := make([]byte, end)
+	if _, err := r.ReadAt(msg, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("reading image: %w", err)
+	}
+	sig, err := s.SignMessage(msg)
+	if err != nil {
+		return nil, err
+	}
+	chunk, err := ucert.EncodeSignature(sig.Marshal())
+	if err != nil {
+		return nil, err
+	}
+	return &Signed{Chunk: chunk, Signature: sig, SignedLen: end}, nil
+}
+
+// KeySigner signs with a usign secret key held in memory.
+type KeySigner struct{ Key *usign.SecretKey }
+
+func (k KeySigner) Fingerprint() usign.Fingerprint { return k.Key.Fingerprint }
+
+func (k KeySigner) SignMessage(msg []byte) (*usign.Signature, error) { return k.Key.Sign(msg) }
+
+func hashHex(r io.ReaderAt, n int64) (string, error) {
+	sum, err := fwimage.SHA256Range(r, n)
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(sum), nil
+}
