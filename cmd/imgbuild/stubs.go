@@ -7,9 +7,6 @@ import (
 
 // Verbs whose pipeline is being built; they fail loudly rather than
 // pretend.
-func runBuild(ctx context.Context, e env, args []string) error {
-	return errors.New("build is not implemented yet")
-}
 
 func runDiff(ctx context.Context, e env, args []string) error {
 	return errors.New("diff is not implemented yet")

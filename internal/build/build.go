@@ -1,0 +1,509 @@
+// Package build runs the image pipeline for one profile:
+//
+//	resolve → fetch → compile → render → run → post → outputs
+//
+// resolve checks the profile against its lock; fetch pulls the ImageBuilder
+// by digest and the locked packages into content-addressed caches; compile
+// cross-builds the router daemon; render writes the normalized overlay;
+// run drives `make image` in the container with no network; post strips
+// the ImageBuilder's signature, normalizes the root filesystem's times,
+// checks board, version and size, and signs; outputs lands everything in
+// dist/<profile>/ in one rename.
+package build
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/torwrt/torwrt/internal/brand"
+	"github.com/torwrt/torwrt/internal/container"
+	"github.com/torwrt/torwrt/internal/feed"
+	"github.com/torwrt/torwrt/internal/fwimage"
+	"github.com/torwrt/torwrt/internal/gobuild"
+	"github.com/torwrt/torwrt/internal/imagebuilder"
+	"github.com/torwrt/torwrt/internal/imagesig"
+	"github.com/torwrt/torwrt/internal/normalize"
+	"github.com/torwrt/torwrt/internal/profile"
+	"github.com/torwrt/torwrt/internal/usign"
+)
+
+// Options configure one build. Paths are host paths.
+type Options struct {
+	Root     string // repository root: profiles/, overlay/, brands/
+	Profile  *profile.Profile
+	Lock     *profile.Lock
+	Brand    *brand.Brand
+	OutDir   string // dist
+	CacheDir string
+	WorkDir  string // scratch; removed unless KeepWork
+	KeepWork bool
+	Engine   string
+	Signer   imagesig.Signer
+	// ReleaseKeys are shipped in /etc/opkg/keys and trusted by the
+	// updater. The signer's key must be one of them.
+	ReleaseKeys []*usign.PublicKey
+	// PackageSources are local directories holding package files.
+	PackageSources []string
+	// Simulated marks a build against the simulated ImageBuilder; it is
+	// written into output names and the report.
+	Simulated bool
+	// InsecureRegistry allows a plain-HTTP registry on 127.0.0.1 (the
+	// in-process one the simulated ImageBuilder is served from).
+	InsecureRegistry bool
+	Version          string // firmware version, e.g. 0.1.0
+	Progress         io.Writer
+	Now              func() time.Time
+}
+
+// Report is the build report, written as build-report.json.
+type Report struct {
+	Profile         string            `json:"profile"`
+	Brand           string            `json:"brand"`
+	Simulated       bool              `json:"simulated"`
+	Note            string            `json:"note,omitempty"`
+	Version         string            `json:"version"`
+	SourceDateEpoch int64             `json:"source_date_epoch"`
+	ImageBuilder    string            `json:"imagebuilder_image"`
+	Engine          string            `json:"engine"`
+	LockSHA256      string            `json:"lock_sha256"`
+	ProfileSHA256   string            `json:"profile_sha256"`
+	Daemon          *gobuild.Result   `json:"daemon"`
+	OverlaySHA256   string            `json:"overlay_sha256"`
+	Packages        []string          `json:"packages"`
+	Normalize       *normalize.Result `json:"normalize"`
+	StrippedIBSig   bool              `json:"stripped_imagebuilder_signature"`
+	Image           string            `json:"image"`
+	ImageSHA256     string            `json:"image_sha256"`
+	ImageSize       int64             `json:"image_size"`
+	RootfsBytes     int64             `json:"payload_size"`
+	SizeLimit       int64             `json:"size_limit"`
+	SignedBy        string            `json:"signed_by"`
+	Board           string            `json:"board"`
+	Outputs         []string          `json:"outputs"`
+	DistDir         string            `json:"dist_dir"`
+	Timings         map[string]string `json:"timings"`
+}
+
+// ErrTooBig: the image does not fit the board's flash.
+var ErrTooBig = errors.New("image is larger than the profile's image_size_limit")
+
+// ErrDrift: the ImageBuilder installed packages the lock does not pin.
+var ErrDrift = errors.New("installed packages differ from the lock file")
+
+type pipeline struct {
+	o      Options
+	rep    *Report
+	work   string
+	start  time.Time
+	logf   func(format string, a ...any)
+	runner container.Runner
+	image  *container.Image
+}
+
+// Run builds one profile.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if o.Profile == nil || o.Lock == nil || o.Signer == nil {
+		return nil, errors.New("build: profile, lock and signer are required")
+	}
+	if o.Brand == nil {
+		return nil, errors.New("build: brand is required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if err := o.Lock.Check(o.Profile); err != nil {
+		return nil, fmt.Errorf("lock file: %w", err)
+	}
+	if err := checkSignerTrusted(o); err != nil {
+		return nil, err
+	}
+	p := &pipeline{o: o, start: o.Now()}
+	p.logf = func(format string, a ...any) { fmt.Fprintf(o.Progress, "[%s] "+format+"\n", append([]any{o.Profile.ID}, a...)...) }
+	p.rep = &Report{
+		Profile: o.Profile.ID, Brand: o.Brand.ID, Simulated: o.Simulated, Version: o.Version,
+		SourceDateEpoch: o.Profile.OpenWrt.SourceDateEpoch, ImageBuilder: o.Lock.Image.Ref,
+		ProfileSHA256: o.Profile.SHA256, Board: o.Profile.Board, Timings: map[string]string{},
+	}
+	if o.Simulated {
+		p.rep.Note = "SIMULATED ImageBuilder: this image is a test artifact of torwrt's simulated ImageBuilder, not firmware for a real device"
+	}
+	lockBytes, err := o.Lock.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	p.rep.LockSHA256 = sha256Hex(lockBytes)
+
+	work := o.WorkDir
+	if work == "" {
+		if work, err = os.MkdirTemp("", "torwrt-build-"); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return nil, err
+	}
+	p.work = work
+	if !o.KeepWork {
+		defer os.RemoveAll(work)
+	}
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"fetch", p.fetch},
+		{"compile", p.compile},
+		{"render", p.render},
+		{"run", p.run},
+		{"post", p.post},
+		{"outputs", p.outputs},
+	}
+	for _, s := range steps {
+		t0 := time.Now()
+		p.logf("%s…", s.name)
+		if err := s.fn(ctx); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", o.Profile.ID, s.name, err)
+		}
+		p.rep.Timings[s.name] = time.Since(t0).Round(time.Millisecond).String()
+	}
+	return p.rep, nil
+}
+
+func checkSignerTrusted(o Options) error {
+	fp := o.Signer.Fingerprint()
+	for _, k := range o.ReleaseKeys {
+		if k.Fingerprint == fp {
+			return nil
+		}
+	}
+	return fmt.Errorf("build: signing key %s is not among the release keys shipped in the image; routers would refuse this image's updates", fp)
+}
+
+func (p *pipeline) fetch(ctx context.Context) error {
+	cache := &container.Cache{Dir: filepath.Join(p.o.CacheDir, "images"), Progress: p.o.Progress, Insecure: p.o.InsecureRegistry}
+	img, err := cache.Pull(ctx, p.o.Lock.Image.Ref)
+	if err != nil {
+		return err
+	}
+	p.image = img
+	pc := &feed.Cache{Dir: filepath.Join(p.o.CacheDir, "packages"), Sources: p.o.PackageSources, Progress: p.o.Progress}
+	if err := pc.Fetch(ctx, p.o.Lock); err != nil {
+		return err
+	}
+	return pc.Write(ctx, p.o.Lock, filepath.Join(p.work, "feed"), controlFields)
+}
+
+func (p *pipeline) compile(ctx context.Context) error {
+	res, err := gobuild.Build(ctx, gobuild.Request{
+		ModuleDir: p.o.Root, Package: "./cmd/verify", GOOS: "linux",
+		GOARCH: p.o.Profile.Daemon.GOARCH, GOMIPS: p.o.Profile.Daemon.GOMIPS, Version: p.o.Version,
+	})
+	if err != nil {
+		return err
+	}
+	p.rep.Daemon = res
+	p.logf("daemon %s/%s: %d bytes, sha256 %.16s…, %s", p.o.Profile.Daemon.GOARCH, p.o.Profile.Daemon.GOMIPS, res.Size, res.SHA256, res.GoVersion)
+	return nil
+}
+
+func (p *pipeline) render(ctx context.Context) error {
+	sum, err := renderOverlay(ctx, p.o, p.rep.Daemon.Binary, filepath.Join(p.work, "files"))
+	if err != nil {
+		return err
+	}
+	p.rep.OverlaySHA256 = sum
+	return nil
+}
+
+func (p *pipeline) run(ctx context.Context) error {
+	runner, err := container.NewRunner(p.o.Engine, container.RunnerOptions{
+		WorkRoot: filepath.Join(p.o.CacheDir, "host-runner"),
+		Logf:     p.logf,
+	})
+	if err != nil {
+		return err
+	}
+	p.runner = runner
+	p.rep.Engine = runner.Engine()
+	d := &imagebuilder.Driver{Runner: runner, Image: p.image, LogDir: filepath.Join(p.work, "logs"), Progress: nil}
+	feedDir := filepath.Join(p.work, "feed")
+	if err := os.WriteFile(filepath.Join(p.work, "repositories.conf"), imagebuilder.ReposConf(d.FeedPath(feedDir)), 0o644); err != nil {
+		return err
+	}
+	bin := filepath.Join(p.work, "bin")
+	if err := os.MkdirAll(bin, 0o777); err != nil {
+		return err
+	}
+	req := imagebuilder.Request{
+		Profile:          p.o.Profile.IBProfile,
+		Packages:         p.o.Profile.MakePackages(),
+		DisabledServices: p.o.Profile.DisabledServices,
+		Files:            filepath.Join(p.work, "files"),
+		Feed:             feedDir,
+		BinDir:           bin,
+	}
+	p.logf("make image PROFILE=%s in %s (%s), network off", req.Profile, runner.Engine(), p.image.Digest)
+	return d.Image(ctx, req)
+}
+
+// post turns the ImageBuilder's output into the unsigned, normalized,
+// checked image.
+func (p *pipeline) post(ctx context.Context) error {
+	bin := filepath.Join(p.work, "bin")
+	pj, err := os.ReadFile(filepath.Join(bin, "profiles.json"))
+	if err != nil {
+		return fmt.Errorf("imagebuilder output: %w", err)
+	}
+	profiles, err := imagebuilder.ParseProfilesJSON(pj)
+	if err != nil {
+		return err
+	}
+	sysup, err := profiles.Sysupgrade(p.o.Profile.IBProfile)
+	if err != nil {
+		return err
+	}
+	sumsData, err := os.ReadFile(filepath.Join(bin, "sha256sums"))
+	if err != nil {
+		return fmt.Errorf("imagebuilder output: %w", err)
+	}
+	sums, err := imagebuilder.ParseSHA256Sums(sumsData)
+	if err != nil {
+		return err
+	}
+	raw, err := os.ReadFile(filepath.Join(bin, sysup.Name))
+	if err != nil {
+		return fmt.Errorf("imagebuilder output: %w", err)
+	}
+	if got := sha256Hex(raw); sums[sysup.Name] != got {
+		return fmt.Errorf("imagebuilder output: %s has sha256 %s, its sha256sums says %q", sysup.Name, got, sums[sysup.Name])
+	}
+	if err := p.checkManifest(bin, sysup.Name); err != nil {
+		return err
+	}
+
+	layout, err := fwimage.Parse(bytes.NewReader(raw), int64(len(raw)))
+	if err != nil {
+		return fmt.Errorf("imagebuilder image: %w", err)
+	}
+	if _, ok := layout.Last(fwimage.TypeSignature); ok {
+		p.rep.StrippedIBSig = true
+	}
+	metaChunk, ok := layout.Last(fwimage.TypeMetadata)
+	if !ok {
+		return errors.New("imagebuilder image has no metadata chunk; stock sysupgrade on this target would refuse it")
+	}
+	metaData := raw[metaChunk.Offset : metaChunk.Offset+metaChunk.Len]
+	meta, _, err := fwimage.ParseMetadataChunk(metaData)
+	if err != nil {
+		return err
+	}
+	if !meta.Supports(p.o.Profile.Board) {
+		return fmt.Errorf("image metadata supports %v, not the profile's board %q", meta.SupportedDevices, p.o.Profile.Board)
+	}
+	if meta.Version.Version != p.o.Profile.OpenWrt.Version {
+		return fmt.Errorf("image metadata says OpenWrt %s, the profile says %s", meta.Version.Version, p.o.Profile.OpenWrt.Version)
+	}
+
+	scratch := filepath.Join(p.work, "normalize")
+	if err := os.MkdirAll(scratch, 0o755); err != nil {
+		return err
+	}
+	payload, nres, err := normalize.Rootfs(ctx, raw[:layout.PayloadEnd], p.o.Profile.OpenWrt.SourceDateEpoch, scratch)
+	if err != nil {
+		return err
+	}
+	os.RemoveAll(scratch)
+	p.rep.Normalize = nres
+	if nres.Repacked {
+		p.logf("normalized root filesystem times (%s)", strings.Join(nres.Reasons, "; "))
+	}
+	limit, _ := p.o.Profile.ImageSizeBytes()
+	p.rep.SizeLimit, p.rep.RootfsBytes = limit, int64(len(payload))
+	if int64(len(payload)) > limit {
+		return fmt.Errorf("%w: %d bytes, limit %d (%s); remove packages or overlay files", ErrTooBig, len(payload), limit, p.o.Profile.ImageSizeLimit)
+	}
+	var unsigned bytes.Buffer
+	if err := fwimage.AppendChunk(&unsigned, bytes.NewReader(payload), fwimage.TypeMetadata, metaData); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(p.work, "unsigned.bin"), unsigned.Bytes(), 0o644)
+}
+
+var manifestNameRE = regexp.MustCompile(`-squashfs-sysupgrade\.bin$`)
+
+func (p *pipeline) checkManifest(bin, imageName string) error {
+	entries, err := os.ReadDir(bin)
+	if err != nil {
+		return err
+	}
+	var manifest string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".manifest") {
+			manifest = filepath.Join(bin, e.Name())
+		}
+	}
+	if manifest == "" {
+		return errors.New("imagebuilder output has no .manifest")
+	}
+	data, err := os.ReadFile(manifest)
+	if err != nil {
+		return err
+	}
+	installed, err := imagebuilder.ParseManifest(data)
+	if err != nil {
+		return err
+	}
+	var problems []string
+	got := map[string]bool{}
+	for _, pk := range installed {
+		got[pk.Name] = true
+		l, ok := p.o.Lock.Package(pk.Name)
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("%s %s is installed but not pinned", pk.Name, pk.Version))
+		case l.Version != pk.Version:
+			problems = append(problems, fmt.Sprintf("%s installed at %s, lock pins %s", pk.Name, pk.Version, l.Version))
+		}
+		p.rep.Packages = append(p.rep.Packages, pk.Name+" "+pk.Version)
+	}
+	for _, l := range p.o.Lock.Packages {
+		if !got[l.Name] {
+			problems = append(problems, fmt.Sprintf("%s is pinned but not installed", l.Name))
+		}
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return fmt.Errorf("%w: %s; run: imgbuild lock --profile %s", ErrDrift, strings.Join(problems, "; "), p.o.Profile.ID)
+	}
+	if err := copyFile(manifest, filepath.Join(p.work, "image.manifest")); err != nil {
+		return err
+	}
+	_ = manifestNameRE
+	return nil
+}
+
+// ImageName is the published file name of the sysupgrade image.
+func ImageName(o Options) string {
+	sim := ""
+	if o.Simulated {
+		sim = "-SIMULATED"
+	}
+	return fmt.Sprintf("%s-%s-%s%s-squashfs-sysupgrade.bin", o.Brand.ID, o.Version, o.Profile.ID, sim)
+}
+
+// outputs signs the image and moves the finished directory into place.
+func (p *pipeline) outputs(ctx context.Context) error {
+	stage, err := os.MkdirTemp(p.o.OutDir, "."+p.o.Profile.ID+".incomplete-")
+	if err != nil {
+		if err := os.MkdirAll(p.o.OutDir, 0o755); err != nil {
+			return err
+		}
+		if stage, err = os.MkdirTemp(p.o.OutDir, "."+p.o.Profile.ID+".incomplete-"); err != nil {
+			return err
+		}
+	}
+	defer os.RemoveAll(stage)
+	if err := os.Chmod(stage, 0o755); err != nil {
+		return err
+	}
+	name := ImageName(p.o)
+	res, err := imagesig.SignFile(filepath.Join(p.work, "unsigned.bin"), filepath.Join(stage, name), p.o.Signer)
+	if err != nil {
+		return err
+	}
+	p.rep.Image, p.rep.ImageSHA256, p.rep.SignedBy = name, res.SHA256, res.Key
+	fi, err := os.Stat(filepath.Join(stage, name))
+	if err != nil {
+		return err
+	}
+	p.rep.ImageSize = fi.Size()
+	// Verify what was written with the keys that go into the image, as the
+	// router will.
+	kr, err := usign.NewKeyring(p.o.ReleaseKeys...)
+	if err != nil {
+		return err
+	}
+	if _, err := imagesig.VerifyFile(filepath.Join(stage, name), kr, imagesig.Options{Board: p.o.Profile.Board}); err != nil {
+		return fmt.Errorf("self-check of the signed image failed: %w", err)
+	}
+	manifestName := strings.TrimSuffix(name, "-squashfs-sysupgrade.bin") + ".manifest"
+	if err := copyFile(filepath.Join(p.work, "image.manifest"), filepath.Join(stage, manifestName)); err != nil {
+		return err
+	}
+	prov, err := provenanceStub(p.o, p.rep, lockHash(p.rep))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(stage, "provenance.intoto.json"), prov, 0o644); err != nil {
+		return err
+	}
+	p.rep.Outputs = []string{name, name + ".sig", manifestName, "provenance.intoto.json", "build-report.json", "sha256sums"}
+	final := filepath.Join(p.o.OutDir, p.o.Profile.ID)
+	p.rep.DistDir = final
+	rep, err := json.MarshalIndent(p.rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(stage, "build-report.json"), append(rep, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := writeSHA256Sums(stage, []string{name, name + ".sig", manifestName, "provenance.intoto.json"}); err != nil {
+		return err
+	}
+	old := final + ".old"
+	os.RemoveAll(old)
+	if _, err := os.Stat(final); err == nil {
+		if err := os.Rename(final, old); err != nil {
+			return err
+		}
+	}
+	if err := os.Rename(stage, final); err != nil {
+		os.Rename(old, final)
+		return err
+	}
+	os.RemoveAll(old)
+	return nil
+}
+
+func lockHash(r *Report) string { return r.LockSHA256 }
+
+func writeSHA256Sums(dir string, names []string) error {
+	var b strings.Builder
+	sorted := append([]string{}, names...)
+	sort.Strings(sorted)
+	for _, n := range sorted {
+		data, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s *%s\n", sha256Hex(data), n)
+	}
+	return os.WriteFile(filepath.Join(dir, "sha256sums"), []byte(b.String()), 0o644)
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func copyFile(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, 0o644)
+}

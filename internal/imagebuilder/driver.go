@@ -1,0 +1,250 @@
+// Package imagebuilder drives an OpenWrt ImageBuilder through its make
+// targets (info, manifest, image) inside a container.Runner, and parses what
+// it writes (make info, manifests, sha256sums, profiles.json).
+//
+// Arguments reach make as an argv list, one variable per element; every
+// value is validated first, because the ImageBuilder's Makefiles expand
+// them in shell recipes (see the ASU advisory GHSA-r3gq-96h6-3v7q).
+package imagebuilder
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/torwrt/torwrt/internal/container"
+	"github.com/torwrt/torwrt/internal/profile"
+)
+
+// Paths inside the container where the builder's inputs appear.
+const (
+	filesTarget = "/torwrt/files"
+	feedTarget  = "/torwrt/feed"
+	binTarget   = "/torwrt/bin"
+)
+
+// Driver runs make targets of one ImageBuilder image.
+type Driver struct {
+	Runner container.Runner
+	Image  *container.Image
+	// LogDir keeps the full output of every make run.
+	LogDir string
+	// Progress receives make's output as it runs (may be nil).
+	Progress io.Writer
+}
+
+// Request is one `make image`.
+type Request struct {
+	Profile          string   `json:"profile"`
+	Packages         []string `json:"packages"`
+	DisabledServices []string `json:"disabled_services"`
+	ExtraImageName   string   `json:"extra_image_name"`
+	// Host directories. Files and Feed are mounted read-only, BinDir
+	// read-write; BinDir must be empty.
+	Files  string `json:"-"`
+	Feed   string `json:"-"`
+	BinDir string `json:"-"`
+}
+
+var (
+	profileIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
+	extraNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
+)
+
+// ErrMake is wrapped by errors from a make run that exited non-zero.
+var ErrMake = errors.New("imagebuilder: make failed")
+
+func checkPackages(words []string) error {
+	for _, w := range words {
+		name := strings.TrimPrefix(w, "-")
+		if strings.HasPrefix(w, "-") && strings.HasSuffix(name, "*") {
+			name = strings.TrimSuffix(name, "*")
+		}
+		if !profile.ValidPackageName(name) {
+			return fmt.Errorf("imagebuilder: package %q is not a valid name (want %s, optionally prefixed by -)", w, "^[a-z0-9][a-z0-9+._-]*$")
+		}
+	}
+	return nil
+}
+
+// Info runs `make info`.
+func (d *Driver) Info(ctx context.Context) (*Info, error) {
+	out, err := d.make(ctx, "info", []string{"make", "info"}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return ParseInfo(out)
+}
+
+// Manifest runs `make manifest` with the request's profile and packages,
+// against the local feed only.
+func (d *Driver) Manifest(ctx context.Context, req Request) ([]Package, error) {
+	if err := d.checkRequest(req, false); err != nil {
+		return nil, err
+	}
+	mounts := []container.Mount{{Source: req.Feed, Target: feedTarget, ReadOnly: true}}
+	mounts = append(mounts, d.reposMount(req)...)
+	out, err := d.make(ctx, "manifest", []string{"make", "manifest",
+		"PROFILE=" + req.Profile, "PACKAGES=" + strings.Join(req.Packages, " "),
+	}, mounts)
+	if err != nil {
+		return nil, err
+	}
+	return ParseManifest(out)
+}
+
+// Image runs `make image` and returns the make output.
+func (d *Driver) Image(ctx context.Context, req Request) error {
+	if err := d.checkRequest(req, true); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(req.BinDir)
+	if err != nil {
+		return fmt.Errorf("imagebuilder: output directory: %w", err)
+	}
+	if len(entries) != 0 {
+		return fmt.Errorf("imagebuilder: output directory %s is not empty", req.BinDir)
+	}
+	mounts := []container.Mount{
+		{Source: req.Files, Target: filesTarget, ReadOnly: true},
+		{Source: req.Feed, Target: feedTarget, ReadOnly: true},
+		{Source: req.BinDir, Target: binTarget},
+	}
+	mounts = append(mounts, d.reposMount(req)...)
+	argv := []string{"make", "image",
+		"PROFILE=" + req.Profile,
+		"PACKAGES=" + strings.Join(req.Packages, " "),
+		"FILES=" + d.Runner.Path(mounts[0]),
+		"BIN_DIR=" + d.Runner.Path(mounts[2]),
+	}
+	if req.ExtraImageName != "" {
+		argv = append(argv, "EXTRA_IMAGE_NAME="+req.ExtraImageName)
+	}
+	if len(req.DisabledServices) > 0 {
+		argv = append(argv, "DISABLED_SERVICES="+strings.Join(req.DisabledServices, " "))
+	}
+	_, err = d.make(ctx, "image", argv, mounts)
+	return err
+}
+
+func (d *Driver) checkRequest(req Request, image bool) error {
+	if !profileIDRE.MatchString(req.Profile) {
+		return fmt.Errorf("imagebuilder: profile id %q must match %s", req.Profile, profileIDRE)
+	}
+	if err := checkPackages(req.Packages); err != nil {
+		return err
+	}
+	if err := checkPackages(req.DisabledServices); err != nil {
+		return fmt.Errorf("disabled services: %w", err)
+	}
+	if req.ExtraImageName != "" && !extraNameRE.MatchString(req.ExtraImageName) {
+		return fmt.Errorf("imagebuilder: EXTRA_IMAGE_NAME %q must match %s", req.ExtraImageName, extraNameRE)
+	}
+	if req.Feed == "" {
+		return errors.New("imagebuilder: no local package feed")
+	}
+	if image && (req.Files == "" || req.BinDir == "") {
+		return errors.New("imagebuilder: make image needs FILES and BIN_DIR")
+	}
+	return nil
+}
+
+// reposMount puts the builder's repositories.conf over the image's own,
+// so opkg sees only the pinned image's packages and the local feed.
+func (d *Driver) reposMount(req Request) []container.Mount {
+	conf := filepath.Join(filepath.Dir(req.Feed), "repositories.conf")
+	wd := d.Image.WorkingDir
+	if wd == "" {
+		wd = "/builder"
+	}
+	return []container.Mount{{Source: conf, Target: path.Join(wd, "repositories.conf"), ReadOnly: true}}
+}
+
+// ReposConf is the repositories.conf written next to the feed directory:
+// the ImageBuilder's bundled target packages plus the local feed, and no
+// network feed at all.
+func ReposConf(feedPath string) []byte {
+	return []byte("# written by torwrt imgbuild: no network feeds; every package is pinned in the lock file\n" +
+		"src imagebuilder file:packages\n" +
+		"src torwrt file://" + feedPath + "\n")
+}
+
+// FeedPath is where the command inside the runner sees the feed.
+func (d *Driver) FeedPath(feedDir string) string {
+	return d.Runner.Path(container.Mount{Source: feedDir, Target: feedTarget, ReadOnly: true})
+}
+
+func (d *Driver) make(ctx context.Context, step string, argv []string, mounts []container.Mount) ([]byte, error) {
+	var logFile io.Writer = io.Discard
+	logPath := ""
+	if d.LogDir != "" {
+		if err := os.MkdirAll(d.LogDir, 0o755); err != nil {
+			return nil, err
+		}
+		logPath = filepath.Join(d.LogDir, "make-"+step+".log")
+		f, err := os.Create(logPath)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		logFile = f
+	}
+	var stdout bytes.Buffer
+	tail := &tailBuffer{max: 40}
+	var progress io.Writer = io.Discard
+	if d.Progress != nil {
+		progress = d.Progress
+	}
+	spec := container.RunSpec{
+		Name:   "torwrt-" + step + "-" + randomID(),
+		Image:  d.Image,
+		Argv:   argv,
+		Mounts: mounts,
+		Stdout: io.MultiWriter(&stdout, logFile, progress),
+		Stderr: io.MultiWriter(tail, logFile, progress),
+	}
+	if err := d.Runner.Run(ctx, spec); err != nil {
+		msg := fmt.Sprintf("make %s: %v", step, err)
+		if t := tail.String(); t != "" {
+			msg += "\n--- last lines of make's stderr ---\n" + t
+		}
+		if logPath != "" {
+			msg += "\nfull log: " + logPath
+		}
+		return nil, fmt.Errorf("%w: %s", ErrMake, msg)
+	}
+	return stdout.Bytes(), nil
+}
+
+// tailBuffer keeps the last max lines written to it.
+type tailBuffer struct {
+	max   int
+	lines []string
+	part  string
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	s := t.part + string(p)
+	parts := strings.Split(s, "\n")
+	t.part = parts[len(parts)-1]
+	t.lines = append(t.lines, parts[:len(parts)-1]...)
+	if len(t.lines) > t.max {
+		t.lines = t.lines[len(t.lines)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	l := t.lines
+	if t.part != "" {
+		l = append(l, t.part)
+	}
+	return strings.Join(l, "\n")
+}

@@ -1,0 +1,323 @@
+// Package profile loads and validates device profiles (profiles/<id>/
+// profile.yaml) and their lock files (lock.json).
+//
+// A profile says what to build; its lock file pins everything the build
+// consumes: the ImageBuilder image by digest and every package by name,
+// version and SHA-256. `imgbuild lock` writes locks where the network
+// allows, `imgbuild build` only reads them.
+package profile
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Profile is the declarative description of one device's image.
+type Profile struct {
+	ID               string      `yaml:"id" json:"id"`
+	Title            string      `yaml:"title" json:"title"`
+	OpenWrt          OpenWrt     `yaml:"openwrt" json:"openwrt"`
+	ImageBuilder     IBImage     `yaml:"imagebuilder" json:"imagebuilder"`
+	IBProfile        string      `yaml:"ib_profile" json:"ib_profile"`
+	Board            string      `yaml:"board" json:"board"`
+	SupportedDevices []string    `yaml:"supported_devices" json:"supported_devices"`
+	ImageSizeLimit   string      `yaml:"image_size_limit" json:"image_size_limit"`
+	Daemon           Daemon      `yaml:"daemon" json:"daemon"`
+	Packages         Packages    `yaml:"packages" json:"packages"`
+	DisabledServices []string    `yaml:"disabled_services" json:"disabled_services"`
+	Network          NetworkPort `yaml:"network" json:"network"`
+	BridgeRelay      bool        `yaml:"bridge_relay" json:"bridge_relay"`
+
+	// Dir is the directory the profile was loaded from.
+	Dir string `yaml:"-" json:"-"`
+	// SHA256 is the hash of the profile file's bytes; locks record it.
+	SHA256 string `yaml:"-" json:"sha256"`
+}
+
+// OpenWrt names the release the ImageBuilder is from.
+type OpenWrt struct {
+	Version         string `yaml:"version" json:"version"`
+	Revision        string `yaml:"revision" json:"revision"`
+	Target          string `yaml:"target" json:"target"`
+	Subtarget       string `yaml:"subtarget" json:"subtarget"`
+	Arch            string `yaml:"arch" json:"arch"`
+	SourceDateEpoch int64  `yaml:"source_date_epoch" json:"source_date_epoch"`
+}
+
+// IBImage is the ImageBuilder container image. Ref may carry a tag for
+// humans; the digest the build uses comes from the lock file.
+type IBImage struct {
+	Ref string `yaml:"ref" json:"ref"`
+}
+
+// Daemon says how to cross-compile the router binary.
+type Daemon struct {
+	GOARCH string `yaml:"goarch" json:"goarch"`
+	GOMIPS string `yaml:"gomips" json:"gomips"`
+}
+
+// Packages lists additions and removals on top of the IB's defaults.
+type Packages struct {
+	Add    []string `yaml:"add" json:"add"`
+	Remove []string `yaml:"remove" json:"remove"`
+}
+
+// NetworkPort names the board's Ethernet ports.
+type NetworkPort struct {
+	WAN       string   `yaml:"wan" json:"wan"`
+	LAN       []string `yaml:"lan" json:"lan"`
+	TorMaxLAN []string `yaml:"tor_max_lan" json:"tor_max_lan"`
+	WiFiPath  string   `yaml:"wifi_path" json:"wifi_path"`
+	WiFiBand  string   `yaml:"wifi_band" json:"wifi_band"`
+}
+
+var (
+	idRE       = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+	ibIDRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
+	packageRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9+._-]*$`)
+	removeRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9+._-]*\*?$`)
+	versionRE  = regexp.MustCompile(`^[0-9][0-9A-Za-z.+~_-]{0,31}$`)
+	wordRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,31}$`)
+	deviceRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9,_.-]{0,63}$`)
+	revisionRE = regexp.MustCompile(`^r[0-9]+-[0-9a-f]+$`)
+	ifnameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,14}$`)
+)
+
+// ValidPackageName reports whether s is a package name the ImageBuilder
+// may be given. Names reach `make` as arguments; anything outside this
+// set (spaces, quotes, $, ;) is refused before it gets near a command.
+func ValidPackageName(s string) bool { return packageRE.MatchString(s) && len(s) <= 128 }
+
+// Error is a validation error with the file and line it is about.
+type Error struct {
+	File  string
+	Line  int
+	Field string
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	loc := e.File
+	if e.Line > 0 {
+		loc += ":" + strconv.Itoa(e.Line)
+	}
+	return fmt.Sprintf("%s: %s: %s", loc, e.Field, e.Msg)
+}
+
+// ErrNotFound is returned for an unknown profile.
+var ErrNotFound = errors.New("unknown profile")
+
+// Load reads profiles/<id>/profile.yaml under root.
+func Load(root, id string) (*Profile, error) {
+	if !idRE.MatchString(id) {
+		return nil, fmt.Errorf("%w %q: ids are lowercase letters, digits and dashes", ErrNotFound, id)
+	}
+	dir := filepath.Join(root, id)
+	path := filepath.Join(dir, "profile.yaml")
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		known, _ := List(root)
+		return nil, fmt.Errorf("%w %q (no %s); known profiles: %s", ErrNotFound, id, path, strings.Join(known, ", "))
+	}
+	if err != nil {
+		return nil, err
+	}
+	p, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if p.ID != id {
+		return nil, &Error{File: path, Field: "id", Msg: fmt.Sprintf("%q does not match its directory %q", p.ID, id)}
+	}
+	p.Dir = dir
+	return p, nil
+}
+
+// List returns the ids of the profiles under root.
+func List(root string) ([]string, error) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, e := range entries {
+		if _, err := os.Stat(filepath.Join(root, e.Name(), "profile.yaml")); err == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// Parse decodes and validates a profile. Unknown keys are errors: a typo
+// in a security setting must not be silently ignored.
+func Parse(path string, data []byte) (*Profile, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var p Profile
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	sum := sha256.Sum256(data)
+	p.SHA256 = hex.EncodeToString(sum[:])
+	if err := p.validate(path, &root); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+func (p *Profile) validate(path string, root *yaml.Node) error {
+	fail := func(field, format string, a ...any) error {
+		return &Error{File: path, Line: lineOf(root, field), Field: field, Msg: fmt.Sprintf(format, a...)}
+	}
+	checks := []struct {
+		field string
+		val   string
+		re    *regexp.Regexp
+	}{
+		{"id", p.ID, idRE},
+		{"openwrt.version", p.OpenWrt.Version, versionRE},
+		{"openwrt.revision", p.OpenWrt.Revision, revisionRE},
+		{"openwrt.target", p.OpenWrt.Target, wordRE},
+		{"openwrt.subtarget", p.OpenWrt.Subtarget, wordRE},
+		{"openwrt.arch", p.OpenWrt.Arch, wordRE},
+		{"ib_profile", p.IBProfile, ibIDRE},
+		{"board", p.Board, deviceRE},
+	}
+	for _, c := range checks {
+		if c.val == "" {
+			return fail(c.field, "missing")
+		}
+		if !c.re.MatchString(c.val) {
+			return fail(c.field, "%q must match %s", c.val, c.re)
+		}
+	}
+	if p.OpenWrt.SourceDateEpoch <= 0 {
+		return fail("openwrt.source_date_epoch", "missing or not positive; use the ImageBuilder release's SOURCE_DATE_EPOCH")
+	}
+	if p.ImageBuilder.Ref == "" {
+		return fail("imagebuilder.ref", "missing; e.g. ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3")
+	}
+	if strings.ContainsAny(p.ImageBuilder.Ref, " \t\n$;'\"`\\") {
+		return fail("imagebuilder.ref", "%q contains characters no image reference has", p.ImageBuilder.Ref)
+	}
+	if len(p.SupportedDevices) == 0 {
+		return fail("supported_devices", "missing")
+	}
+	hasBoard := false
+	for _, d := range p.SupportedDevices {
+		if !deviceRE.MatchString(d) {
+			return fail("supported_devices", "%q must match %s", d, deviceRE)
+		}
+		hasBoard = hasBoard || d == p.Board
+	}
+	if !hasBoard {
+		return fail("supported_devices", "does not list the board %q", p.Board)
+	}
+	if _, err := p.ImageSizeBytes(); err != nil {
+		return fail("image_size_limit", "%v", err)
+	}
+	switch p.Daemon.GOARCH {
+	case "mips", "mipsle":
+		if p.Daemon.GOMIPS != "softfloat" {
+			return fail("daemon.gomips", "%q: these SoCs have no FPU; use softfloat", p.Daemon.GOMIPS)
+		}
+	case "arm", "arm64", "amd64":
+	default:
+		return fail("daemon.goarch", "%q is not a supported GOARCH", p.Daemon.GOARCH)
+	}
+	for _, n := range p.Packages.Add {
+		if !ValidPackageName(n) {
+			return fail("packages.add", "%q is not a valid package name (%s)", n, packageRE)
+		}
+	}
+	for _, n := range p.Packages.Remove {
+		if !removeRE.MatchString(n) {
+			return fail("packages.remove", "%q is not a valid package name or prefix* pattern", n)
+		}
+	}
+	for _, s := range p.DisabledServices {
+		if !ValidPackageName(s) {
+			return fail("disabled_services", "%q is not a valid service name", s)
+		}
+	}
+	for _, i := range append(append([]string{p.Network.WAN}, p.Network.LAN...), p.Network.TorMaxLAN...) {
+		if !ifnameRE.MatchString(i) {
+			return fail("network", "interface %q must match %s", i, ifnameRE)
+		}
+	}
+	return nil
+}
+
+// ImageSizeBytes parses image_size_limit, written as the ImageBuilder's
+// IMAGE_SIZE (e.g. 16000k).
+func (p *Profile) ImageSizeBytes() (int64, error) {
+	s := p.ImageSizeLimit
+	if s == "" {
+		return 0, errors.New("missing; use the device's IMAGE_SIZE, e.g. 16000k")
+	}
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "k"):
+		mult, s = 1024, strings.TrimSuffix(s, "k")
+	case strings.HasSuffix(s, "m"):
+		mult, s = 1024*1024, strings.TrimSuffix(s, "m")
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n*mult > 1<<30 {
+		return 0, fmt.Errorf("%q: want a size like 16000k", p.ImageSizeLimit)
+	}
+	return n * mult, nil
+}
+
+// MakePackages returns the PACKAGES= words for make: additions, then
+// removals prefixed with "-".
+func (p *Profile) MakePackages() []string {
+	out := append([]string{}, p.Packages.Add...)
+	for _, r := range p.Packages.Remove {
+		out = append(out, "-"+r)
+	}
+	return out
+}
+
+// lineOf finds the line of a dotted field in the YAML document, or 0.
+func lineOf(doc *yaml.Node, dotted string) int {
+	n := doc
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 0
+	for _, part := range strings.Split(dotted, ".") {
+		if n.Kind != yaml.MappingNode {
+			return line
+		}
+		found := false
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == part {
+				line = n.Content[i].Line
+				n = n.Content[i+1]
+				found = true
+				break
+			}
+		}
+		if !found {
+			return line
+		}
+	}
+	return line
+}
