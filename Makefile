@@ -11,8 +11,12 @@ DIST ?= dist
 CACHE ?= .cache
 FUZZTIME ?= 20s
 export GOTOOLCHAIN := local
+.DEFAULT_GOAL := all
 
-.PHONY: all build test lint fuzz demo real bench bench-build release clean
+deps:
+	@./scripts/install-deps.sh
+
+.PHONY: all deps build test lint fuzz demo real bench bench-build release clean
 
 all: build
 
@@ -24,7 +28,7 @@ build:
 
 # The test command README.md gives and .ci/run runs. Tests that need root,
 # podman, tor, nft, qemu or signify fail (never skip) when those are absent.
-test: lint
+test: deps lint
 	$(GO) test -count=1 -timeout 30m ./...
 
 lint:
@@ -41,7 +45,7 @@ fuzz:
 	done < scripts/fuzz-targets.txt
 
 # The main job: both profiles, simulated ImageBuilder, podman, throwaway key.
-demo:
+demo: deps
 	./scripts/demo.sh
 
 # The same against the real upstream ImageBuilder (needs network and a lock).

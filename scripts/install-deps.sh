@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages torwrt's build and tests use. Idempotent;
+# used by .ci/run, `make demo` and `make test`. Needs root (or sudo).
+set -euo pipefail
+
+pkgs=(
+  podman runc uidmap            # container engine (run with --runtime runc)
+  qemu-user-static              # run the MIPS daemon in tests
+  squashfs-tools busybox-static make  # simulated ImageBuilder and rootfs normalization
+  tor nftables iproute2         # overlay tests: torrc, firewall, leak tests
+  signify-openbsd               # signature cross-checks
+  softhsm2 opensc               # PKCS#11 HSM for release signing tests
+  chromium                      # status page screenshots
+  time xz-utils zstd ca-certificates git
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian's tor package starts a system tor; tests run their own offline
+# instances and do not use it.
+$SUDO systemctl stop tor >/dev/null 2>&1 || $SUDO service tor stop >/dev/null 2>&1 || true
