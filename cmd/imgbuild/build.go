@@ -166,11 +166,11 @@ type buildOptions struct {
 	cacheOptions
 	signerOptions
 	outputOptions
-	out          string
-	engine       string
-	simulated    bool
-	version      string
-	packageDirs  stringList
+	out         string
+	engine      string
+	simulated   bool
+	version     string
+	packageDirs stringList
 }
 
 func runBuild(ctx context.Context, e env, args []string) error {

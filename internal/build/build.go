@@ -133,7 +133,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	p := &pipeline{o: o, start: o.Now()}
-	p.logf = func(format string, a ...any) { fmt.Fprintf(o.Progress, "[%s] "+format+"\n", append([]any{o.Profile.ID}, a...)...) }
+	p.logf = func(format string, a ...any) {
+		fmt.Fprintf(o.Progress, "[%s] "+format+"\n", append([]any{o.Profile.ID}, a...)...)
+	}
 	p.rep = &Report{
 		Profile: o.Profile.ID, Brand: o.Brand.ID, Simulated: o.Simulated, Version: o.Version,
 		SourceDateEpoch: o.Profile.OpenWrt.SourceDateEpoch, ImageBuilder: o.Lock.Image.Ref,
@@ -239,7 +241,7 @@ func (p *pipeline) run(ctx context.Context) error {
 	}
 	p.runner = runner
 	p.rep.Engine = runner.Engine()
-	d := &imagebuilder.Driver{Runner: runner, Image: p.image, LogDir: filepath.Join(p.work, "logs"), Progress: nil}
+	d := &imagebuilder.Driver{Runner: runner, IBImage: p.image, LogDir: filepath.Join(p.work, "logs"), Progress: nil}
 	feedDir := filepath.Join(p.work, "feed")
 	if err := os.WriteFile(filepath.Join(p.work, "repositories.conf"), imagebuilder.ReposConf(d.FeedPath(feedDir)), 0o644); err != nil {
 		return err

@@ -33,7 +33,7 @@ const (
 // Driver runs make targets of one ImageBuilder image.
 type Driver struct {
 	Runner container.Runner
-	Image  *container.Image
+	IBImage *container.Image
 	// LogDir keeps the full output of every make run.
 	LogDir string
 	// Progress receives make's output as it runs (may be nil).
@@ -160,7 +160,7 @@ func (d *Driver) checkRequest(req Request, image bool) error {
 // so opkg sees only the pinned image's packages and the local feed.
 func (d *Driver) reposMount(req Request) []container.Mount {
 	conf := filepath.Join(filepath.Dir(req.Feed), "repositories.conf")
-	wd := d.Image.WorkingDir
+	wd := d.IBImage.WorkingDir
 	if wd == "" {
 		wd = "/builder"
 	}
@@ -204,7 +204,7 @@ func (d *Driver) make(ctx context.Context, step string, argv []string, mounts []
 	}
 	spec := container.RunSpec{
 		Name:   "torwrt-" + step + "-" + randomID(),
-		Image:  d.Image,
+		Image:  d.IBImage,
 		Argv:   argv,
 		Mounts: mounts,
 		Stdout: io.MultiWriter(&stdout, logFile, progress),

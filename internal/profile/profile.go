@@ -25,19 +25,18 @@ import (
 
 // Profile is the declarative description of one device's image.
 type Profile struct {
-	ID               string      `yaml:"id" json:"id"`
-	Title            string      `yaml:"title" json:"title"`
-	OpenWrt          OpenWrt     `yaml:"openwrt" json:"openwrt"`
-	ImageBuilder     IBImage     `yaml:"imagebuilder" json:"imagebuilder"`
-	IBProfile        string      `yaml:"ib_profile" json:"ib_profile"`
-	Board            string      `yaml:"board" json:"board"`
-	SupportedDevices []string    `yaml:"supported_devices" json:"supported_devices"`
-	ImageSizeLimit   string      `yaml:"image_size_limit" json:"image_size_limit"`
-	Daemon           Daemon      `yaml:"daemon" json:"daemon"`
-	Packages         Packages    `yaml:"packages" json:"packages"`
-	DisabledServices []string    `yaml:"disabled_services" json:"disabled_services"`
-	Network          NetworkPort `yaml:"network" json:"network"`
-	BridgeRelay      bool        `yaml:"bridge_relay" json:"bridge_relay"`
+	ID               string   `yaml:"id" json:"id"`
+	Title            string   `yaml:"title" json:"title"`
+	OpenWrt          OpenWrt  `yaml:"openwrt" json:"openwrt"`
+	ImageBuilder     IBImage  `yaml:"imagebuilder" json:"imagebuilder"`
+	IBProfile        string   `yaml:"ib_profile" json:"ib_profile"`
+	Board            string   `yaml:"board" json:"board"`
+	SupportedDevices []string `yaml:"supported_devices" json:"supported_devices"`
+	ImageSizeLimit   string   `yaml:"image_size_limit" json:"image_size_limit"`
+	Daemon           Daemon   `yaml:"daemon" json:"daemon"`
+	Packages         Packages `yaml:"packages" json:"packages"`
+	DisabledServices []string `yaml:"disabled_services" json:"disabled_services"`
+	BridgeRelay      bool     `yaml:"bridge_relay" json:"bridge_relay"`
 
 	// Dir is the directory the profile was loaded from.
 	Dir string `yaml:"-" json:"-"`
@@ -73,15 +72,6 @@ type Packages struct {
 	Remove []string `yaml:"remove" json:"remove"`
 }
 
-// NetworkPort names the board's Ethernet ports.
-type NetworkPort struct {
-	WAN       string   `yaml:"wan" json:"wan"`
-	LAN       []string `yaml:"lan" json:"lan"`
-	TorMaxLAN []string `yaml:"tor_max_lan" json:"tor_max_lan"`
-	WiFiPath  string   `yaml:"wifi_path" json:"wifi_path"`
-	WiFiBand  string   `yaml:"wifi_band" json:"wifi_band"`
-}
-
 var (
 	idRE       = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 	ibIDRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
@@ -91,7 +81,6 @@ var (
 	wordRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,31}$`)
 	deviceRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9,_.-]{0,63}$`)
 	revisionRE = regexp.MustCompile(`^r[0-9]+-[0-9a-f]+$`)
-	ifnameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,14}$`)
 )
 
 // ValidPackageName reports whether s is a package name the ImageBuilder
@@ -254,11 +243,6 @@ func (p *Profile) validate(path string, root *yaml.Node) error {
 	for _, s := range p.DisabledServices {
 		if !ValidPackageName(s) {
 			return fail("disabled_services", "%q is not a valid service name", s)
-		}
-	}
-	for _, i := range append(append([]string{p.Network.WAN}, p.Network.LAN...), p.Network.TorMaxLAN...) {
-		if !ifnameRE.MatchString(i) {
-			return fail("network", "interface %q must match %s", i, ifnameRE)
 		}
 	}
 	return nil
