@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 
 	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/usign"
@@ -32,6 +34,12 @@ func runVerify(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	res, err := imagesig.VerifyFile(rest[0], kr, imagesig.Options{Board: o.board})
+	var pathErr *os.PathError
+	if errors.As(err, &pathErr) {
+		// The image could not be read (missing, unreadable, I/O error):
+		// a failure, not a verdict on the image. cmd/verify exits 1 too.
+		return err
+	}
 	if err != nil {
 		return rejectedError{fmt.Errorf("%s: %w", rest[0], err)}
 	}

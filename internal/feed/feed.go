@@ -49,6 +49,9 @@ func (c *Cache) Fetch(ctx context.Context, l *profile.Lock) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if p.Bundled {
+			continue
+		}
 		if ok, err := c.have(p); err != nil {
 			return err
 		} else if ok {
@@ -193,6 +196,9 @@ func (c *Cache) Write(ctx context.Context, l *profile.Lock, dir string, control 
 	for _, p := range l.Packages {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if p.Bundled {
+			continue
 		}
 		f, err := c.Open(p)
 		if err != nil {

@@ -43,6 +43,10 @@ type LockedPackage struct {
 	// URL is where `imgbuild build` may fetch the file when it is not in
 	// the package cache; the hash decides whether it is used.
 	URL string `json:"url,omitempty"`
+	// Bundled packages ship inside the ImageBuilder image (its packages/
+	// directory: kernel modules and target packages). The image digest
+	// pins them; they have no file, size or hash of their own here.
+	Bundled bool `json:"bundled,omitempty"`
 }
 
 var (
@@ -106,6 +110,9 @@ func (l *Lock) Check(p *Profile) error {
 			return fmt.Errorf("%s: listed twice", where)
 		case !pkgVerRE.MatchString(pk.Version):
 			return fmt.Errorf("%s: invalid version %q", where, pk.Version)
+		case pk.Bundled && (pk.SHA256 != "" || pk.Filename != "" || pk.URL != ""):
+			return fmt.Errorf("%s: a bundled package has no file, hash or url of its own", where)
+		case pk.Bundled:
 		case !sha256RE.MatchString(pk.SHA256):
 			return fmt.Errorf("%s: sha256 must be 64 lowercase hex digits", where)
 		case !filenameRE.MatchString(pk.Filename):
