@@ -1,0 +1,75 @@
+package overlay
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"io"
+	"testing"
+
+	"github.com/torwrt/torwrt/internal/usign"
+)
+
+// detReader is a deterministic byte stream, so test keys (and with them
+// the golden files) are the same on every run.
+type detReader struct {
+	seed string
+	n    uint64
+	buf  []byte
+}
+
+func (r *detReader) Read(p []byte) (int, error) {
+	for len(r.buf) < len(p) {
+		var ctr [8]byte
+		binary.BigEndian.PutUint64(ctr[:], r.n)
+		r.n++
+		sum := sha256.Sum256(append([]byte(r.seed), ctr[:]...))
+		r.buf = append(r.buf, sum[:]...)
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+var _ io.Reader = (*detReader)(nil)
+
+// testKey returns a usign key pair made from seed.
+func testKey(t testing.TB, seed string) *usign.SecretKey {
+	t.Helper()
+	k, err := usign.GenerateKey(&detReader{seed: seed}, "torwrt test key "+seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func releaseKey(t testing.TB, seed string) ReleaseKey {
+	pub := testKey(t, seed).Public()
+	return ReleaseKey{Fingerprint: pub.Fingerprint.String(), PublicKey: pub.Marshal()}
+}
+
+// testEpoch is OpenWrt 24.10.3's SOURCE_DATE_EPOCH.
+const testEpoch = 1758316778
+
+// testInput is a complete, valid Input for a known profile, as the builder
+// would pass it.
+func testInput(t testing.TB, profile string) Input {
+	t.Helper()
+	in, err := Defaults(profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.ReleaseKeys = []ReleaseKey{releaseKey(t, "release-1"), releaseKey(t, "release-2")}
+	in.UpdateThreshold = 2
+	in.UpdateMirrors = []string{
+		"https://updates.torwrt.example/releases",
+		"http://torwrtupdatesxyzabcdefghijklmnopqrstuvwxyz234567abcdefghijkl.onion/releases",
+	}
+	in.FirmwareVersion = "24.10.3-torwrt.1"
+	in.SourceDateEpoch = testEpoch
+	in.ExtraFiles = []ExtraFile{{
+		Path: "/usr/sbin/torwrt-verify",
+		Mode: 0o755,
+		Data: []byte("#!/bin/sh\n# stand-in for the cross-compiled daemon\nexit 1\n"),
+	}}
+	return in
+}
