@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(
   podman runc uidmap            # container engine (run with --runtime runc)
   qemu-user-static              # run the MIPS daemon in tests
-  squashfs-tools busybox-static make  # simulated ImageBuilder and rootfs normalization
+  squashfs-tools squashfs-tools-ng busybox-static make binutils  # simulated ImageBuilder, rootfs normalization, readers
   tor nftables iproute2         # overlay tests: torrc, firewall, leak tests
   signify-openbsd               # signature cross-checks
   softhsm2 opensc               # PKCS#11 HSM for release signing tests

@@ -206,7 +206,28 @@ func (p *pipeline) fetch(ctx context.Context) error {
 	if err := pc.Fetch(ctx, p.o.Lock); err != nil {
 		return err
 	}
-	return pc.Write(ctx, p.o.Lock, filepath.Join(p.work, "feed"), controlFields)
+	feedDir := filepath.Join(p.work, "feed")
+	if err := pc.Write(ctx, p.o.Lock, feedDir, controlFields); err != nil {
+		return err
+	}
+	// The container user reads the feed; modes are set explicitly so the
+	// caller's umask cannot make it unreadable (or change anything else).
+	return chmodTree(feedDir, 0o755, 0o644)
+}
+
+func chmodTree(dir string, dirMode, fileMode os.FileMode) error {
+	return filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.Chmod(path, dirMode)
+		}
+		if d.Type().IsRegular() {
+			return os.Chmod(path, fileMode)
+		}
+		return nil
+	})
 }
 
 func (p *pipeline) compile(ctx context.Context) error {
@@ -243,11 +264,15 @@ func (p *pipeline) run(ctx context.Context) error {
 	p.rep.Engine = runner.Engine()
 	d := &imagebuilder.Driver{Runner: runner, IBImage: p.image, LogDir: filepath.Join(p.work, "logs"), Progress: nil}
 	feedDir := filepath.Join(p.work, "feed")
-	if err := os.WriteFile(filepath.Join(p.work, "repositories.conf"), imagebuilder.ReposConf(d.FeedPath(feedDir)), 0o644); err != nil {
+	repos := filepath.Join(p.work, "repositories.conf")
+	if err := os.WriteFile(repos, imagebuilder.ReposConf(d.FeedPath(feedDir)), 0o644); err != nil {
+		return err
+	}
+	if err := os.Chmod(repos, 0o644); err != nil {
 		return err
 	}
 	bin := filepath.Join(p.work, "bin")
-	if err := os.MkdirAll(bin, 0o777); err != nil {
+	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return err
 	}
 	req := imagebuilder.Request{

@@ -55,12 +55,18 @@ type superblock struct {
 }
 
 // findSquashfs returns the offset of the first plausible squashfs 4.0
-// superblock in payload, looking at 4-byte aligned offsets: the rootfs
-// follows the kernel directly on ramips and after 64 KiB padding on ath79.
+// superblock in payload. Any offset is possible: the rootfs follows the
+// kernel directly on ramips and after 64 KiB padding on ath79.
 func findSquashfs(payload []byte) (int64, superblock, error) {
-	for off := 0; off+sbLen <= len(payload); off += 4 {
-		if string(payload[off:off+4]) != sqMagic {
-			continue
+	for from := 0; ; {
+		i := bytes.Index(payload[from:], []byte(sqMagic))
+		if i < 0 {
+			break
+		}
+		off := from + i
+		from = off + 1
+		if off+sbLen > len(payload) {
+			break
 		}
 		sb := payload[off : off+sbLen]
 		major, minor := binary.LittleEndian.Uint16(sb[28:]), binary.LittleEndian.Uint16(sb[30:])

@@ -1,0 +1,347 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/torwrt/torwrt/internal/brand"
+	"github.com/torwrt/torwrt/internal/imagediff"
+	"github.com/torwrt/torwrt/internal/imagesig"
+	"github.com/torwrt/torwrt/internal/profile"
+	"github.com/torwrt/torwrt/internal/squashfs"
+	"github.com/torwrt/torwrt/internal/usign"
+)
+
+// The end-to-end tests drive the whole pipeline against the simulated
+// ImageBuilder in podman (runc), served from an in-process registry. They
+// need root, podman, runc, mksquashfs, qemu-user-static and signify-openbsd;
+// CI installs them (scripts/install-deps.sh) and a missing one fails here.
+
+const root = "../.."
+
+func requireTools(t *testing.T) {
+	t.Helper()
+	for tool, pkg := range map[string]string{
+		"podman": "podman", "runc": "runc", "mksquashfs": "squashfs-tools", "unsquashfs": "squashfs-tools",
+		"qemu-mips-static": "qemu-user-static", "qemu-mipsel-static": "qemu-user-static",
+		"signify-openbsd": "signify-openbsd",
+	} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found: install the Debian package %s (scripts/install-deps.sh)", tool, pkg)
+		}
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("the end-to-end build test runs podman as root; run it as root (CI does)")
+	}
+}
+
+type fixture struct {
+	profiles []*profile.Profile
+	sim      *Simulation
+	brand    *brand.Brand
+	key      *usign.SecretKey
+	keyFile  string
+}
+
+var shared *fixture
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	if shared != nil {
+		return shared
+	}
+	requireTools(t)
+	var ps []*profile.Profile
+	for _, id := range []string{"gl-ar150", "gl-mt300a"} {
+		p, err := profile.Load(filepath.Join(root, "profiles"), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	b, err := brand.Load(filepath.Join(root, "brands"), "torwrt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := usign.GenerateKey(rand.Reader, "e2e test key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "torwrt-e2e-keys-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := usign.WriteKeyPair(filepath.Join(dir, "release"), k); err != nil {
+		t.Fatal(err)
+	}
+	cache, err := os.MkdirTemp("", "torwrt-e2e-simcache-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sim, err := StartSimulated(ctx, SimOptions{Root: root, Profiles: ps, CacheDir: cache, Engine: "podman", Progress: testWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared = &fixture{profiles: ps, sim: sim, brand: b, key: k, keyFile: filepath.Join(dir, "release")}
+	return shared
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared != nil {
+		shared.sim.Stop()
+	}
+	os.Exit(code)
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func (f *fixture) options(t *testing.T, p *profile.Profile, out, cache string) Options {
+	return Options{
+		Root: root, Profile: p, Lock: f.sim.Locks[p.ID], Brand: f.brand, OutDir: out, CacheDir: cache,
+		Engine: "podman", Signer: imagesig.KeySigner{Key: f.key}, ReleaseKeys: []*usign.PublicKey{f.key.Public()},
+		PackageSources: f.sim.PackageDirs, Simulated: true, InsecureRegistry: true, Version: "0.1.0",
+		Progress: testWriter{t},
+	}
+}
+
+func TestBuildBothProfilesReproducibly(t *testing.T) {
+	f := setup(t)
+	ctx := t.Context()
+	for _, p := range f.profiles {
+		t.Run(p.ID, func(t *testing.T) {
+			// Two clean builds: separate caches, work dirs, TMPDIR, umask,
+			// and a different wall clock (the simulated IB stamps it).
+			var images [2]string
+			var reps [2]*Report
+			for i := range 2 {
+				out := t.TempDir()
+				t.Setenv("TMPDIR", t.TempDir())
+				old := syscall.Umask([]int{0o022, 0o077}[i])
+				o := f.options(t, p, out, t.TempDir())
+				rep, err := Run(ctx, o)
+				syscall.Umask(old)
+				if err != nil {
+					t.Fatalf("build %d: %v", i+1, err)
+				}
+				reps[i] = rep
+				images[i] = filepath.Join(out, p.ID, rep.Image)
+				if i == 0 {
+					time.Sleep(1100 * time.Millisecond)
+				}
+			}
+			a, _ := os.ReadFile(images[0])
+			b, _ := os.ReadFile(images[1])
+			if !bytes.Equal(a, b) {
+				rep, err := imagediff.Compare(ctx, images[0], images[1])
+				var buf bytes.Buffer
+				if err == nil {
+					rep.Text(&buf)
+				}
+				t.Fatalf("two builds differ:\n%s%v", buf.String(), err)
+			}
+			sa, _ := os.ReadFile(images[0] + ".sig")
+			sb, _ := os.ReadFile(images[1] + ".sig")
+			if !bytes.Equal(sa, sb) {
+				t.Fatal("detached signatures differ")
+			}
+			if !reps[0].Normalize.Repacked {
+				t.Error("the simulated ImageBuilder stamps the clock; expected the rootfs to be normalized")
+			}
+			if !reps[0].StrippedIBSig {
+				t.Error("the simulated ImageBuilder signs with a fresh key; expected its signature to be stripped")
+			}
+			checkImage(t, f, p, images[0])
+		})
+	}
+}
+
+func checkImage(t *testing.T, f *fixture, p *profile.Profile, img string) {
+	t.Helper()
+	kr, _ := usign.NewKeyring(f.key.Public())
+	res, err := imagesig.VerifyFile(img, kr, imagesig.Options{Board: p.Board})
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if res.Key != f.key.Fingerprint.String() {
+		t.Fatalf("signed by %s", res.Key)
+	}
+	if out, err := exec.Command("signify-openbsd", "-V", "-p", f.keyFile+".pub", "-x", img+".sig", "-m", img).CombinedOutput(); err != nil {
+		t.Fatalf("signify-openbsd -V: %v\n%s", err, out)
+	}
+	if got := strings.Join(res.Metadata.SupportedDevices, " "); got != strings.Join(p.SupportedDevices, " ") {
+		t.Fatalf("metadata boards %q", got)
+	}
+	data, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys, _, err := squashfs.OpenInImage(bytes.NewReader(data), res.Layout.PayloadEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"etc/tor/torrc", "etc/torwrt/firewall.nft", "etc/banner", "usr/sbin/torwrt-verify"} {
+		if _, err := fsys.Stat(want); err != nil {
+			t.Errorf("rootfs lacks /%s: %v", want, err)
+		}
+	}
+	banner, err := readAll(fsys, "etc/banner")
+	if err != nil || !strings.Contains(banner, "SIMULATED") {
+		t.Errorf("banner does not say SIMULATED: %q %v", banner, err)
+	}
+	if _, err := fsys.Stat("bin/opkg"); err == nil {
+		t.Error("opkg is in the image; the profile removes it")
+	}
+	daemon, err := readAll(fsys, "usr/sbin/torwrt-verify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "torwrt-verify")
+	if err := os.WriteFile(bin, []byte(daemon), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	qemu := map[string]string{"mips": "qemu-mips-static", "mipsle": "qemu-mipsel-static"}[p.Daemon.GOARCH]
+	out, err := exec.Command(qemu, bin, "--version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "0.1.0") {
+		t.Fatalf("%s %s --version: %v %q", qemu, bin, err, out)
+	}
+	// The wrong-endian emulator must refuse it: the binary is really MIPS
+	// of the board's byte order.
+	other := map[string]string{"mips": "qemu-mipsel-static", "mipsle": "qemu-mips-static"}[p.Daemon.GOARCH]
+	if err := exec.Command(other, bin, "--version").Run(); err == nil {
+		t.Fatalf("%s ran a %s binary", other, p.Daemon.GOARCH)
+	}
+}
+
+func readAll(fsys *squashfs.FS, name string) (string, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var b bytes.Buffer
+	_, err = b.ReadFrom(f)
+	return b.String(), err
+}
+
+func TestOverlayByteChangesImage(t *testing.T) {
+	f := setup(t)
+	p := f.profiles[0]
+	o := f.options(t, p, t.TempDir(), t.TempDir())
+	rep1, err := Run(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o2 := f.options(t, p, t.TempDir(), t.TempDir())
+	b2 := *f.brand
+	b2.BannerText += "x"
+	o2.Brand = &b2
+	rep2, err := Run(t.Context(), o2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep1.ImageSHA256 == rep2.ImageSHA256 {
+		t.Fatal("one more byte in the overlay gave the same image")
+	}
+	diff, err := imagediff.Compare(t.Context(), filepath.Join(o.OutDir, p.ID, rep1.Image), filepath.Join(o2.OutDir, p.ID, rep2.Image))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(diff.Files) != 1 || diff.Files[0].Path != "/etc/banner" {
+		t.Fatalf("want only /etc/banner to differ, got %+v", diff.Files)
+	}
+}
+
+func TestBuildRefusals(t *testing.T) {
+	f := setup(t)
+	p := f.profiles[0]
+	cases := []struct {
+		name string
+		mut  func(o *Options)
+		want string
+	}{
+		{"tag instead of digest", func(o *Options) {
+			l := *o.Lock
+			l.Image.Ref = "127.0.0.1:1/openwrt/imagebuilder:ath79-generic-v24.10.3"
+			o.Lock = &l
+		}, "not pinned by digest"},
+		{"digest mismatch", func(o *Options) {
+			l := *o.Lock
+			l.Image.Ref = l.Image.Ref[:len(l.Image.Ref)-64] + strings.Repeat("0", 64)
+			o.Lock = &l
+		}, ""},
+		{"package missing from lock", func(o *Options) {
+			l := *o.Lock
+			l.Packages = append([]profile.LockedPackage{}, l.Packages...)
+			for i, pk := range l.Packages {
+				if pk.Name == "tor" {
+					l.Packages = append(l.Packages[:i], l.Packages[i+1:]...)
+					break
+				}
+			}
+			o.Lock = &l
+		}, "tor"},
+		{"package hash differs", func(o *Options) {
+			l := *o.Lock
+			l.Packages = append([]profile.LockedPackage{}, l.Packages...)
+			l.Packages[0].SHA256 = strings.Repeat("1", 64)
+			o.Lock = &l
+		}, "sha256"},
+		{"signer not a release key", func(o *Options) {
+			other, _ := usign.GenerateKey(rand.Reader, "")
+			o.ReleaseKeys = []*usign.PublicKey{other.Public()}
+		}, "not among the release keys"},
+		{"no container engine", func(o *Options) { o.Engine = "nosuchengine" }, "engine"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := t.TempDir()
+			o := f.options(t, p, out, t.TempDir())
+			c.mut(&o)
+			_, err := Run(t.Context(), o)
+			if err == nil {
+				t.Fatal("build succeeded")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("want %q in error, got %v", c.want, err)
+			}
+			assertNoOutput(t, out)
+		})
+	}
+}
+
+func TestImageOverSizeLimit(t *testing.T) {
+	f := setup(t)
+	p := *f.profiles[0]
+	p.ImageSizeLimit = "1000k"
+	out := t.TempDir()
+	o := f.options(t, &p, out, t.TempDir())
+	_, err := Run(t.Context(), o)
+	if !errors.Is(err, ErrTooBig) {
+		t.Fatalf("want ErrTooBig, got %v", err)
+	}
+	assertNoOutput(t, out)
+}
+
+func assertNoOutput(t *testing.T, out string) {
+	t.Helper()
+	entries, _ := os.ReadDir(out)
+	for _, e := range entries {
+		t.Errorf("failed build left %s in dist", e.Name())
+	}
+}
