@@ -1,0 +1,205 @@
+package container
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func fakeImage() *Image {
+	return &Image{
+		Ref:          "ghcr.io/openwrt/imagebuilder@sha256:" + hex64,
+		Digest:       "sha256:" + hex64,
+		ConfigDigest: "sha256:" + strings.Repeat("ab", 32),
+		LayoutDir:    "/cache",
+		User:         "buildbot",
+		WorkingDir:   "/builder",
+	}
+}
+
+func TestDockerArgv(t *testing.T) {
+	r, err := NewRunner("docker", RunnerOptions{Binary: "/nonexistent/docker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	er := r.(*engineRunner)
+	src := t.TempDir()
+	spec := RunSpec{
+		Name:  "torwrt-image-0123abcd",
+		Image: fakeImage(),
+		Argv:  []string{"make", "image", "PROFILE=glinet_gl-ar150", "PACKAGES=tor -luci; rm -rf /"},
+		Env:   []string{"A=1", "B=two words"},
+		Mounts: []Mount{
+			{Source: src, Target: "/builder/files", ReadOnly: true},
+			{Source: src + "/", Target: "/out"},
+		},
+	}
+	spec.Mounts[1].Source = filepath.Clean(spec.Mounts[1].Source)
+	if err := spec.validate(); err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := r.WorkDir(spec)
+	got := er.runArgs(spec, "sha256:"+strings.Repeat("ab", 32), wd)
+	want := []string{"run", "--rm", "--name", "torwrt-image-0123abcd", "--pull", "never",
+		"--network", "none", "--cap-drop", "all", "--security-opt", "no-new-privileges",
+		"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+		"--pids-limit", "1024", "--memory", "4g",
+		"-v", src + ":/builder/files:ro", "-v", src + ":/out:rw",
+		"-w", "/builder", "--env", "A=1", "--env", "B=two words",
+		"sha256:" + strings.Repeat("ab", 32),
+		"make", "image", "PROFILE=glinet_gl-ar150", "PACKAGES=tor -luci; rm -rf /"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("docker argv:\n got %q\nwant %q", got, want)
+	}
+	if len(er.global) != 0 || r.Engine() != "docker" || r.Path(spec.Mounts[0]) != "/builder/files" {
+		t.Errorf("docker runner: global %q engine %s", er.global, r.Engine())
+	}
+
+	// Podman: same flags, plus --runtime runc before the subcommand.
+	pr, err := NewRunner("podman", RunnerOptions{Binary: "/nonexistent/podman", Memory: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pe := pr.(*engineRunner)
+	if !reflect.DeepEqual(pe.global, []string{"--runtime", "runc"}) {
+		t.Errorf("podman global flags %q", pe.global)
+	}
+	pargs := pe.runArgs(spec, strings.Repeat("ab", 32), "/builder")
+	if strings.Contains(strings.Join(pargs, " "), "--memory") {
+		t.Errorf("Memory none still passes --memory: %q", pargs)
+	}
+}
+
+func TestRunSpecValidation(t *testing.T) {
+	dir := t.TempDir()
+	base := RunSpec{Name: "torwrt-x", Image: fakeImage(), Argv: []string{"true"}}
+	cases := map[string]func(s *RunSpec){
+		"run name":            func(s *RunSpec) { s.Name = "Torwrt;x" },
+		"empty command":       func(s *RunSpec) { s.Argv = nil },
+		"KEY=VALUE":           func(s *RunSpec) { s.Env = []string{"1BAD=x"} },
+		"NUL or newline":      func(s *RunSpec) { s.Env = []string{"A=x\ny"} },
+		"clean and absolute":  func(s *RunSpec) { s.Mounts = []Mount{{Source: "rel", Target: "/x"}} },
+		"must not contain":    func(s *RunSpec) { s.Mounts = []Mount{{Source: dir, Target: "/x:rw"}} },
+		"create it":           func(s *RunSpec) { s.Mounts = []Mount{{Source: dir + "/missing", Target: "/x"}} },
+		"two mounts":          func(s *RunSpec) { s.Mounts = []Mount{{Source: dir, Target: "/x"}, {Source: dir, Target: "/x"}} },
+		"working directory":   func(s *RunSpec) { s.WorkDir = "builder" },
+		"Cache.Pull":          func(s *RunSpec) { s.Image = &Image{Digest: "sha256:x", LayoutDir: "/c"} },
+		"no image":            func(s *RunSpec) { s.Image = nil },
+		"argument 1 contains": func(s *RunSpec) { s.Argv = []string{"a", "b\x00"} },
+	}
+	for want, mod := range cases {
+		s := base
+		mod(&s)
+		err := s.validate()
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: validate = %v", want, err)
+		}
+	}
+	if err := base.validate(); err != nil {
+		t.Errorf("valid spec: %v", err)
+	}
+}
+
+func TestNewRunnerNoEngine(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	t.Setenv("TORWRT_ENGINE", "")
+	_, err := NewRunner("", RunnerOptions{})
+	if err == nil {
+		t.Fatal("NewRunner found an engine in an empty PATH")
+	}
+	for _, want := range []string{"podman", "docker", "apt-get install podman runc", "TORWRT_ENGINE"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if _, err := NewRunner("lxc", RunnerOptions{}); err == nil || !strings.Contains(err.Error(), "podman, docker or host") {
+		t.Errorf("unknown engine: %v", err)
+	}
+	t.Setenv("TORWRT_ENGINE", "host")
+	r, err := NewRunner("", RunnerOptions{WorkRoot: t.TempDir()})
+	if err != nil || r.Engine() != "host" {
+		t.Errorf("TORWRT_ENGINE=host: %v %v", r, err)
+	}
+}
+
+func TestNewRunnerAutoPodman(t *testing.T) {
+	requireTool(t, "podman", "podman")
+	requireTool(t, "runc", "runc")
+	t.Setenv("TORWRT_ENGINE", "")
+	r, err := NewRunner("", RunnerOptions{Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Engine() != "podman" {
+		t.Errorf("auto engine = %s, want podman", r.Engine())
+	}
+}
+
+func TestPodmanNetworkAndCancel(t *testing.T) {
+	r := newPodmanRunner(t)
+	img := pulledTiny(t)
+	var out strings.Builder
+	spec := RunSpec{Name: runName(t, "net"), Image: img, Argv: []string{"/bin/sh", "-c", "ls /sys/class/net; cat /proc/self/status | grep -i '^CapEff'; grep -i nonewprivs /proc/self/status"}, Stdout: &out}
+	if err := r.Run(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	o := out.String()
+	if strings.TrimSpace(strings.Split(o, "\n")[0]) != "lo" || !strings.Contains(o, "CapEff:\t0000000000000000") || !strings.Contains(o, "NoNewPrivs:\t1") {
+		t.Errorf("isolation inside the container:\n%s", o)
+	}
+
+	// Cancel a long command: Run returns promptly and the container is gone.
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	spec = RunSpec{Name: runName(t, "cancel"), Image: img, Argv: []string{"/bin/sleep", "120"}}
+	start := time.Now()
+	err := r.Run(ctx, spec)
+	if err == nil || !strings.Contains(err.Error(), "cancelled") {
+		t.Fatalf("cancelled run: %v", err)
+	}
+	if d := time.Since(start); d > 40*time.Second {
+		t.Errorf("cancelled run took %s", d)
+	}
+	out.Reset()
+	er := r.(*engineRunner)
+	ps, err := er.output(context.Background(), "ps", "-a", "--format", "{{.Names}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(ps), spec.Name) {
+		t.Errorf("container %s still exists after cancel:\n%s", spec.Name, ps)
+	}
+}
+
+// The podman state can live in its own directory (RunnerOptions.StateDir),
+// and that directory can be removed afterwards.
+func TestPodmanStateDir(t *testing.T) {
+	requireTool(t, "podman", "podman")
+	parent, err := os.MkdirTemp("", "torwrt-podman-state-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(parent)
+	state := filepath.Join(parent, "state")
+	r, err := NewRunner("podman", RunnerOptions{StateDir: state, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := r.Run(context.Background(), RunSpec{Name: runName(t, "state"), Image: pulledTiny(t), Argv: []string{"cat", "hello.txt"}, Stdout: &out}); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "hello from the image\n" {
+		t.Errorf("output %q", out.String())
+	}
+	if _, err := os.Stat(filepath.Join(state, "root")); err != nil {
+		t.Errorf("podman did not use the state dir: %v", err)
+	}
+	if err := os.RemoveAll(state); err != nil {
+		t.Errorf("removing the podman state dir: %v", err)
+	}
+}

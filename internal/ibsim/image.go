@@ -1,0 +1,380 @@
+package ibsim
+
+import (
+	"bytes"
+	"context"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// BuildOptions configures BuildImage.
+type BuildOptions struct {
+	// ModuleDir is the torwrt module root, where ibsim-tool is built from.
+	// Default: found from this package's source location, else from the
+	// current directory (go env GOMOD).
+	ModuleDir string
+	// Go is the go command (default: "go" from PATH, else GOROOT/bin/go).
+	Go string
+	// Busybox is a statically linked busybox (default /bin/busybox, Debian
+	// package busybox-static).
+	Busybox string
+	// Progress receives one line per step (may be nil).
+	Progress io.Writer
+}
+
+// Image user: the real IB containers run as buildbot (uid 1000) in /builder.
+const (
+	imageUser = "buildbot"
+	imageUID  = 1000
+	builder   = "/builder"
+	toolPkg   = "github.com/torwrt/torwrt/internal/ibsim/cmd/ibsim-tool"
+	modPath   = "github.com/torwrt/torwrt"
+)
+
+func (o *BuildOptions) logf(format string, args ...any) {
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, "ibsim: "+format+"\n", args...)
+	}
+}
+
+// BuildImage assembles the OCI image of the simulated ImageBuilder for t:
+// a base layer made from the host's busybox-static, GNU make and mksquashfs
+// (with the shared libraries they load) plus /etc/passwd, and a layer with
+// the /builder tree (Makefile, repositories.conf, keys, the prebuilt fake
+// kernel and staging_dir/host/bin/ibsim-tool, built here with CGO_ENABLED=0).
+// Times are fixed and entries sorted, so the digest is the same on every run
+// on one machine (it depends on the host's binaries and Go toolchain; the
+// simulated IB's lock is made at run time).
+func BuildImage(ctx context.Context, t Target, opts BuildOptions) (v1.Image, error) {
+	if t.IBProfile == "" || t.Target == "" || t.Arch == "" {
+		return nil, fmt.Errorf("ibsim: incomplete target %+v: use one of ibsim.Targets()", t)
+	}
+	start := time.Now()
+	tool, err := buildTool(ctx, &opts)
+	if err != nil {
+		return nil, err
+	}
+	base, err := baseLayer(&opts)
+	if err != nil {
+		return nil, err
+	}
+	tree, err := ibTree(t)
+	if err != nil {
+		return nil, err
+	}
+	var entries []tarEntry
+	entries = append(entries, tarEntry{name: "builder/", mode: 0o755, uid: imageUID})
+	for _, f := range tree {
+		entries = append(entries, tarEntry{name: "builder/" + f.path, mode: f.mode, uid: imageUID, content: f.content})
+	}
+	entries = append(entries, tarEntry{name: "builder/staging_dir/host/bin/ibsim-tool", mode: 0o755, uid: imageUID, content: tool})
+	treeTar, err := buildTar(entries, "", false)
+	if err != nil {
+		return nil, err
+	}
+
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	for _, l := range []struct {
+		b   []byte
+		how string
+	}{
+		{base, "torwrt ibsim: base layer from the host's busybox-static, GNU make, mksquashfs (SIMULATED ImageBuilder)"},
+		{treeTar, fmt.Sprintf("torwrt ibsim: /builder tree of the SIMULATED OpenWrt %s ImageBuilder for %s", Version, t.TargetName())},
+	} {
+		b := l.b
+		layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil },
+			tarball.WithMediaType(types.OCILayer))
+		if err != nil {
+			return nil, fmt.Errorf("ibsim: making layer: %w", err)
+		}
+		img, err = mutate.Append(img, mutate.Addendum{Layer: layer, History: v1.History{
+			Created: v1.Time{Time: epochTime}, CreatedBy: l.how, Comment: "SIMULATED"}})
+		if err != nil {
+			return nil, err
+		}
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS = "linux"
+	cf.Architecture = runtime.GOARCH
+	cf.Author = "torwrt ibsim (SIMULATED ImageBuilder test fixture)"
+	cf.Config = v1.Config{
+		User:       imageUser,
+		WorkingDir: builder,
+		Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/home/buildbot"},
+		Cmd:        []string{"/bin/sh"},
+		Labels: map[string]string{
+			"org.opencontainers.image.title":       fmt.Sprintf("SIMULATED OpenWrt ImageBuilder %s %s", Version, t.TargetName()),
+			"org.opencontainers.image.description": Notice,
+			"org.opencontainers.image.version":     Version + "-simulated",
+			"io.torwrt.simulated":                  "true",
+		},
+	}
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		return nil, err
+	}
+	img, err = mutate.CreatedAt(img, v1.Time{Time: epochTime})
+	if err != nil {
+		return nil, err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return nil, err
+	}
+	opts.logf("image for %s: %s (%s)", t.IBProfile, d, time.Since(start).Round(time.Millisecond))
+	return img, nil
+}
+
+// moduleDir finds the torwrt module root.
+func moduleDir(o *BuildOptions) (string, error) {
+	if o.ModuleDir != "" {
+		return o.ModuleDir, nil
+	}
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		d := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+		if isTorwrtModule(d) {
+			return d, nil
+		}
+	}
+	out, err := exec.Command(goBin(o), "env", "GOMOD").Output()
+	if err == nil {
+		d := filepath.Dir(strings.TrimSpace(string(out)))
+		if isTorwrtModule(d) {
+			return d, nil
+		}
+	}
+	return "", fmt.Errorf("ibsim: cannot find the %s module to build ibsim-tool from: set BuildOptions.ModuleDir or run from inside the module", modPath)
+}
+
+func isTorwrtModule(d string) bool {
+	b, err := os.ReadFile(filepath.Join(d, "go.mod"))
+	return err == nil && bytes.HasPrefix(b, []byte("module "+modPath+"\n"))
+}
+
+func goBin(o *BuildOptions) string {
+	if o.Go != "" {
+		return o.Go
+	}
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+// buildTool compiles ibsim-tool statically and reproducibly.
+func buildTool(ctx context.Context, o *BuildOptions) ([]byte, error) {
+	dir, err := moduleDir(o)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp("", "ibsim-tool-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	out := filepath.Join(tmp, "ibsim-tool")
+	cmd := exec.CommandContext(ctx, goBin(o), "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=", "-o", out, toolPkg)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	o.logf("building ibsim-tool (CGO_ENABLED=0) in %s", dir)
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("ibsim: go build %s: %v\n%s", toolPkg, err, stderr.String())
+	}
+	return os.ReadFile(out)
+}
+
+// hostTool finds a host program the base layer needs, or says which Debian
+// package provides it.
+func hostTool(name, pkg string) (string, error) {
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("ibsim: %s is missing on this host: install it with `apt-get install -y %s`", name, pkg)
+	}
+	return p, nil
+}
+
+// baseLayer is the root filesystem the IB Makefile runs in: static busybox
+// (sh, tar, gzip, coreutils...), GNU make and mksquashfs with their shared
+// libraries and loader, /etc/passwd with buildbot (uid 1000), /tmp.
+func baseLayer(o *BuildOptions) ([]byte, error) {
+	bb := o.Busybox
+	if bb == "" {
+		bb = "/bin/busybox"
+	}
+	if _, err := os.Stat(bb); err != nil {
+		return nil, fmt.Errorf("ibsim: %s is missing: install a static busybox with `apt-get install -y busybox-static`", bb)
+	}
+	if interp, _, err := elfDeps(bb); err != nil {
+		return nil, fmt.Errorf("ibsim: %s: %v", bb, err)
+	} else if interp != "" {
+		return nil, fmt.Errorf("ibsim: %s is dynamically linked; the image needs a static one: `apt-get install -y busybox-static`", bb)
+	}
+	makeBin, err := hostTool("make", "make")
+	if err != nil {
+		return nil, err
+	}
+	mksq, err := hostTool("mksquashfs", "squashfs-tools")
+	if err != nil {
+		return nil, err
+	}
+	entries := map[string]tarEntry{}
+	add := func(e tarEntry) { entries[e.name] = e }
+	addFile := func(inImage, host string, mode int64) error {
+		b, err := os.ReadFile(host)
+		if err != nil {
+			return fmt.Errorf("ibsim: reading %s: %v", host, err)
+		}
+		add(tarEntry{name: strings.TrimPrefix(inImage, "/"), mode: mode, content: b})
+		return nil
+	}
+	if err := addFile("/bin/busybox", bb, 0o755); err != nil {
+		return nil, err
+	}
+	list, err := exec.Command(bb, "--list-full").Output()
+	if err != nil {
+		return nil, fmt.Errorf("ibsim: %s --list-full: %v", bb, err)
+	}
+	for _, a := range strings.Fields(string(list)) {
+		a = strings.TrimPrefix(a, "/")
+		if a == "bin/busybox" || a == "" {
+			continue
+		}
+		add(tarEntry{name: a, link: "/bin/busybox"})
+	}
+	libs := map[string]string{} // in-image path -> host path
+	for _, bin := range []struct{ host, inImage string }{{makeBin, "/usr/bin/make"}, {mksq, "/usr/bin/mksquashfs"}} {
+		real, err := filepath.EvalSymlinks(bin.host)
+		if err != nil {
+			return nil, err
+		}
+		if err := addFile(bin.inImage, real, 0o755); err != nil {
+			return nil, err
+		}
+		if err := collectLibs(real, libs); err != nil {
+			return nil, fmt.Errorf("ibsim: shared libraries of %s: %v", bin.host, err)
+		}
+	}
+	// glibc dlopens libgcc_s when a thread exits (mksquashfs is threaded).
+	if err := collectNeeded([]string{"libgcc_s.so.1"}, libs); err != nil {
+		return nil, fmt.Errorf("ibsim: %v (Debian package libgcc-s1)", err)
+	}
+	for inImage, host := range libs {
+		if err := addFile(inImage, host, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	add(tarEntry{name: "etc/passwd", mode: 0o644, content: []byte("root:x:0:0:root:/root:/bin/sh\nbuildbot:x:1000:1000:buildbot (SIMULATED ImageBuilder):/home/buildbot:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")})
+	add(tarEntry{name: "etc/group", mode: 0o644, content: []byte("root:x:0:\nbuildbot:x:1000:\nnogroup:x:65534:\n")})
+	add(tarEntry{name: "etc/os-release", mode: 0o644, content: []byte("PRETTY_NAME=\"SIMULATED OpenWrt ImageBuilder base (host busybox, make, mksquashfs)\"\nID=torwrt-ibsim\n")})
+	add(tarEntry{name: "tmp/", mode: 0o1777})
+	add(tarEntry{name: "var/tmp/", mode: 0o1777})
+	add(tarEntry{name: "root/", mode: 0o700})
+	add(tarEntry{name: "home/", mode: 0o755})
+	add(tarEntry{name: "home/buildbot/", mode: 0o755, uid: imageUID})
+	for _, d := range []string{"proc/", "sys/", "dev/", "etc/", "usr/local/bin/"} {
+		if _, ok := entries[d]; !ok {
+			add(tarEntry{name: d, mode: 0o755})
+		}
+	}
+	list2 := make([]tarEntry, 0, len(entries))
+	for _, e := range entries {
+		list2 = append(list2, e)
+	}
+	sort.Slice(list2, func(i, j int) bool { return list2[i].name < list2[j].name })
+	return buildTar(list2, "", false)
+}
+
+// libDirs is where the dynamic loader looks (Debian multiarch first).
+var libDirs = []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"}
+
+// collectLibs adds the loader and the transitive DT_NEEDED libraries of bin.
+func collectLibs(bin string, libs map[string]string) error {
+	interp, needed, err := elfDeps(bin)
+	if err != nil {
+		return err
+	}
+	if interp != "" {
+		if _, ok := libs[interp]; !ok {
+			real, err := filepath.EvalSymlinks(interp)
+			if err != nil {
+				return fmt.Errorf("loader %s: %v", interp, err)
+			}
+			libs[interp] = real
+		}
+	}
+	return collectNeeded(needed, libs)
+}
+
+// collectNeeded adds libraries by soname, and what they need.
+func collectNeeded(needed []string, libs map[string]string) error {
+	for _, n := range needed {
+		found := false
+		for _, d := range libDirs {
+			p := filepath.Join(d, n)
+			if _, err := os.Stat(p); err != nil {
+				continue
+			}
+			found = true
+			if _, ok := libs[p]; ok {
+				break
+			}
+			real, err := filepath.EvalSymlinks(p)
+			if err != nil {
+				return err
+			}
+			libs[p] = real
+			if err := collectLibs(real, libs); err != nil {
+				return err
+			}
+			break
+		}
+		if !found {
+			return fmt.Errorf("library %s not found in %v", n, libDirs)
+		}
+	}
+	return nil
+}
+
+func elfDeps(p string) (interp string, needed []string, err error) {
+	f, err := elf.Open(p)
+	if err != nil {
+		return "", nil, err
+	}
+	defer f.Close()
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			b, err := io.ReadAll(prog.Open())
+			if err != nil {
+				return "", nil, err
+			}
+			interp = strings.TrimRight(string(b), "\x00")
+		}
+	}
+	needed, err = f.ImportedLibraries()
+	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
+		return "", nil, err
+	}
+	return interp, needed, nil
+}
