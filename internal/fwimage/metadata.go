@@ -76,6 +76,15 @@ func (m *Metadata) MarshalStock() ([]byte, error) {
 	if len(m.SupportedDevices) == 0 {
 		return nil, fmt.Errorf("fwimage: metadata supported_devices is empty")
 	}
+	// The stock template writes new_supported_devices exactly when
+	// compat_version is not 1.0; refuse what it cannot express instead of
+	// writing `[""]` or silently dropping the list.
+	if m.CompatVersion != "1.0" && len(m.NewSupportedDevices) == 0 {
+		return nil, fmt.Errorf("fwimage: metadata new_supported_devices is empty with compat_version %q", m.CompatVersion)
+	}
+	if m.CompatVersion == "1.0" && len(m.NewSupportedDevices) != 0 {
+		return nil, fmt.Errorf("fwimage: metadata new_supported_devices needs a compat_version other than 1.0")
+	}
 	for _, d := range append(append([]string{}, m.SupportedDevices...), m.NewSupportedDevices...) {
 		if err := safeString("supported_devices", d); err != nil {
 			return nil, err

@@ -155,8 +155,10 @@ func Sign(r io.ReaderAt, size int64, s Signer) (*Signed, error) {
 		return nil, fmt.Errorf("%w: refusing to sign; stock sysupgrade on ath79/ramips requires metadata", ErrNoMetadata)
 	}
 	msg := make([]byte, end)
-	if _, err := r.ReadAt(msg, 0); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("reading image: %w", err)
+	// A short read (the file shrank after Parse) must not leave zeros in
+	// what gets signed; io.EOF is only fine when every byte arrived.
+	if n, err := r.ReadAt(msg, 0); int64(n) != end || (err != nil && !errors.Is(err, io.EOF)) {
+		return nil, fmt.Errorf("reading image: read %d of %d bytes: %v", n, end, err)
 	}
 	sig, err := s.SignMessage(msg)
 	if err != nil {

@@ -140,6 +140,10 @@ func decodeElement(b []byte, base int) (Element, error) {
 	if e.Signature == nil {
 		return e, fmt.Errorf("%w: blob at offset %d has no signature attribute", ErrMalformed, base)
 	}
+	if len(e.Signature) == 0 {
+		// Encode refuses it too: an empty signature signs nothing.
+		return e, fmt.Errorf("%w: blob at offset %d has an empty signature attribute", ErrMalformed, base)
+	}
 	return e, nil
 }
 

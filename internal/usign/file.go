@@ -3,6 +3,7 @@ package usign
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -63,15 +64,17 @@ func readSmall(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	buf := make([]byte, maxFileLen+1)
-	n, err := f.Read(buf)
-	if err != nil && n == 0 {
+	// ReadAll, not one Read: a single read may return less than the file,
+	// and an empty file must reach the parser ("no comment line"), not
+	// fail with a bare EOF.
+	buf, err := io.ReadAll(io.LimitReader(f, int64(maxFileLen)+1))
+	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	if n > maxFileLen {
+	if len(buf) > maxFileLen {
 		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrMalformed, path, maxFileLen)
 	}
-	return buf[:n], nil
+	return buf, nil
 }
 
 // LoadKeyDir loads every public key in dir, the /etc/opkg/keys layout:

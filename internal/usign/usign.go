@@ -36,8 +36,8 @@ const (
 	algEd25519    = "Ed"
 	kdfBcrypt     = "BK"
 
-	publicKeyLen = 2 + 8 + ed25519.PublicKeySize  // 42
-	signatureLen = 2 + 8 + ed25519.SignatureSize  // 74
+	publicKeyLen = 2 + 8 + ed25519.PublicKeySize   // 42
+	signatureLen = 2 + 8 + ed25519.SignatureSize   // 74
 	secretKeyLen = 2 + 2 + 4 + 16 + 8 + 8 + 64     // 104
 	maxFileLen   = len(commentPrefix) + 1024 + 256 // generous, still tiny
 
@@ -89,8 +89,9 @@ type Signature struct {
 
 // decodeFile splits a usign file into its comment and payload and checks the
 // payload length and algorithm tag. Only "\n" line ends are accepted, as
-// usign and signify write them; a trailing newline after the base64 line is
-// optional because signify tolerates its absence.
+// usign and signify write them. A missing newline after the base64 line and
+// an empty comment are tolerated here, although signify refuses both;
+// Marshal always writes the newline and a non-empty default comment.
 func decodeFile(kind string, data []byte, wantLen int) (comment string, payload []byte, err error) {
 	if len(data) > maxFileLen {
 		return "", nil, fmt.Errorf("%w: %s file is %d bytes, too large", ErrMalformed, kind, len(data))
@@ -105,6 +106,12 @@ func decodeFile(kind string, data []byte, wantLen int) (comment string, payload 
 		return "", nil, fmt.Errorf("%w: %s file: first line must start with %q", ErrMalformed, kind, commentPrefix)
 	}
 	comment = first[len(commentPrefix):]
+	// Longer comments than we write are refused: Marshal must always
+	// produce a file that parses again (a maximal file without its final
+	// newline would otherwise grow past maxFileLen when re-encoded).
+	if len(comment) > MaxCommentLen {
+		return "", nil, fmt.Errorf("%w: %s file: comment is %d bytes, limit %d", ErrMalformed, kind, len(comment), MaxCommentLen)
+	}
 	b64 := strings.TrimSuffix(rest, "\n")
 	if strings.ContainsAny(b64, "\n\r \t") {
 		return "", nil, fmt.Errorf("%w: %s file: base64 line has extra lines or spaces", ErrMalformed, kind)

@@ -1,0 +1,75 @@
+package imagesig
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/binary"
+	"testing"
+
+	"github.com/torwrt/torwrt/internal/fwimage"
+	"github.com/torwrt/torwrt/internal/ucert"
+	"github.com/torwrt/torwrt/internal/usign"
+)
+
+// FuzzVerify: whatever the bytes, Verify never panics, and it accepts an
+// image only if an independent check agrees: the file ends in a type-0
+// trailer whose chunk holds a ucert blob whose usign signature, by the one
+// trusted key, verifies with crypto/ed25519 over everything before that
+// chunk, and that prefix holds metadata for the requested board.
+func FuzzVerify(f *testing.F) {
+	k := testKey(f, 1)
+	kr := keyring(f, k)
+	pub := k.Key.Public().(ed25519.PublicKey)
+	good := sign(f, unsignedImage(64), k)
+	f.Add(good, "")
+	f.Add(good, "glinet,gl-ar150")
+	f.Add(good, "other")
+	f.Add(unsignedImage(64), "")
+	for _, tc := range badImages(f) {
+		if len(tc.img) < 40000 {
+			f.Add(tc.img, tc.opt.Board)
+		}
+	}
+	f.Fuzz(func(t *testing.T, img []byte, board string) {
+		res, err := verifyBytes(img, kr, Options{Board: board})
+		if err != nil {
+			if res != nil {
+				t.Fatal("result returned with an error")
+			}
+			return
+		}
+		// Independent check of the accepted image.
+		n := len(img)
+		if n < 16 || binary.BigEndian.Uint32(img[n-16:]) != 0x46577830 || img[n-8] != 0 {
+			t.Fatal("accepted an image that does not end in a signature trailer")
+		}
+		size := int(binary.BigEndian.Uint32(img[n-4:]))
+		if size < 16 || size > n {
+			t.Fatal("accepted a trailer with an impossible size")
+		}
+		start := n - size
+		chain, err := ucert.Decode(img[start : n-16])
+		if err != nil || len(chain) != 1 {
+			t.Fatalf("accepted a signature chunk that is not one ucert element: %v", err)
+		}
+		sig, err := usign.ParseSignature(chain[0].Signature)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sig.Fingerprint != k.Fingerprint || !ed25519.Verify(pub, img[:start], sig.Sig[:]) {
+			t.Fatal("accepted a signature that crypto/ed25519 rejects")
+		}
+		if res.Key != k.Fingerprint.String() || res.Metadata == nil {
+			t.Fatalf("result %+v", res)
+		}
+		if board != "" && !res.Metadata.Supports(board) {
+			t.Fatalf("accepted board %q not in %v", board, res.Metadata.SupportedDevices)
+		}
+		if !bytes.Contains(img[:start], []byte("supported_devices")) {
+			t.Fatal("accepted an image whose signed part has no metadata")
+		}
+		if _, err := fwimage.Parse(bytes.NewReader(img[:start]), int64(start)); err != nil {
+			t.Fatalf("signed part does not parse on its own: %v", err)
+		}
+	})
+}
