@@ -349,7 +349,12 @@ func (p *pipeline) post(ctx context.Context) error {
 	if err := os.MkdirAll(scratch, 0o755); err != nil {
 		return err
 	}
-	payload, nres, err := normalize.Rootfs(ctx, raw[:layout.PayloadEnd], p.o.Profile.OpenWrt.SourceDateEpoch, scratch)
+	var fps []string
+	for _, k := range p.o.ReleaseKeys {
+		fps = append(fps, k.Fingerprint.String())
+	}
+	payload, nres, err := normalize.Rootfs(ctx, raw[:layout.PayloadEnd], p.o.Profile.OpenWrt.SourceDateEpoch, scratch,
+		normalize.KeepOnlyKeys("etc/opkg/keys", fps), normalize.KeepOnlyKeys("etc/torwrt/keys", fps))
 	if err != nil {
 		return err
 	}

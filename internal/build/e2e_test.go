@@ -204,6 +204,19 @@ func checkImage(t *testing.T, f *fixture, p *profile.Profile, img string) {
 	if err != nil || !strings.Contains(banner, "SIMULATED") {
 		t.Errorf("banner does not say SIMULATED: %q %v", banner, err)
 	}
+	for _, dir := range []string{"etc/opkg/keys", "etc/torwrt/keys"} {
+		entries, err := fsys.ReadDir(dir)
+		if err != nil {
+			t.Fatalf("%s: %v", dir, err)
+		}
+		if len(entries) != 1 || entries[0].Name() != f.key.Fingerprint.String() {
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			t.Errorf("/%s holds %v; want only the release key %s", dir, names, f.key.Fingerprint)
+		}
+	}
 	if _, err := fsys.Stat("bin/opkg"); err == nil {
 		t.Error("opkg is in the image; the profile removes it")
 	}

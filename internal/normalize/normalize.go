@@ -91,11 +91,15 @@ func findSquashfs(payload []byte) (int64, superblock, error) {
 
 var installedTimeRE = regexp.MustCompile(`(?m)^Installed-Time: [0-9]+$`)
 
+// Fix may change the extracted root filesystem tree and returns one reason
+// per change; any change makes Rootfs re-pack.
+type Fix func(tree string) (reasons []string, err error)
+
 // Rootfs returns payload (the image without fwtool chunks) with its root
-// filesystem's times set to epoch. workDir is scratch space; it must be on
-// a file system where root can create device nodes (the rootfs has
-// /dev/console).
-func Rootfs(ctx context.Context, payload []byte, epoch int64, workDir string) ([]byte, *Result, error) {
+// filesystem's times set to epoch, after applying fixes. workDir is scratch
+// space; it must be on a file system where root can create device nodes
+// (the rootfs has /dev/console).
+func Rootfs(ctx context.Context, payload []byte, epoch int64, workDir string, fixes ...Fix) ([]byte, *Result, error) {
 	off, sb, err := findSquashfs(payload)
 	if err != nil {
 		return nil, nil, err
@@ -111,6 +115,15 @@ func Rootfs(ctx context.Context, payload []byte, epoch int64, workDir string) ([
 	tree := filepath.Join(workDir, "rootfs")
 	if out, err := exec.CommandContext(ctx, "unsquashfs", "-no-progress", "-n", "-d", tree, sqPath).CombinedOutput(); err != nil {
 		return nil, nil, fmt.Errorf("normalize: unsquashfs: %v\n%s (needs Debian package squashfs-tools, and root to create device nodes)", err, tailLines(out, 20))
+	}
+	for _, fix := range fixes {
+		reasons, err := fix(tree)
+		if err != nil {
+			return nil, nil, fmt.Errorf("normalize: %w", err)
+		}
+		for _, r := range reasons {
+			res.note(r)
+		}
 	}
 	if int64(sb.mkfsTime) != epoch {
 		res.note(fmt.Sprintf("squashfs creation time %s", time.Unix(int64(sb.mkfsTime), 0).UTC().Format(time.RFC3339)))
@@ -135,6 +148,9 @@ func Rootfs(ctx context.Context, payload []byte, epoch int64, workDir string) ([
 		var st unix.Stat_t
 		if err := unix.Lstat(p, &st); err != nil {
 			return err
+		}
+		if res.Repacked && len(res.Reasons) > maxReason {
+			return nil // already re-packing; the list of reasons is full
 		}
 		if st.Mtim.Sec != epoch {
 			rel, _ := filepath.Rel(tree, p)
@@ -185,4 +201,37 @@ func tailLines(b []byte, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return string(bytes.Join(lines, []byte("\n")))
+}
+
+// KeepOnlyKeys is a Fix that removes every file in dir (relative to the
+// rootfs, e.g. etc/opkg/keys) whose name is not one of the fingerprints in
+// keep. OpenWrt's base-files pulls in openwrt-keyring, which installs the
+// upstream release key; a torwrt router must trust only its own release
+// keys, whatever packages put there.
+func KeepOnlyKeys(dir string, keep []string) Fix {
+	return func(tree string) ([]string, error) {
+		full := filepath.Join(tree, dir)
+		entries, err := os.ReadDir(full)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		allowed := map[string]bool{}
+		for _, k := range keep {
+			allowed[k] = true
+		}
+		var reasons []string
+		for _, e := range entries {
+			if allowed[e.Name()] {
+				continue
+			}
+			if err := os.RemoveAll(filepath.Join(full, e.Name())); err != nil {
+				return nil, err
+			}
+			reasons = append(reasons, fmt.Sprintf("removed untrusted key /%s/%s", dir, e.Name()))
+		}
+		return reasons, nil
+	}
 }
