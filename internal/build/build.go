@@ -160,9 +160,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	p.work = work
-	if !o.KeepWork {
-		defer os.RemoveAll(work)
-	}
+	failed := true
+	defer func() {
+		// A failed build keeps its scratch directory: it holds the
+		// ImageBuilder's full log and the inputs it was given.
+		if !failed && !o.KeepWork {
+			os.RemoveAll(work)
+		}
+	}()
 	steps := []struct {
 		name string
 		fn   func(context.Context) error
@@ -178,10 +183,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		t0 := time.Now()
 		p.logf("%s…", s.name)
 		if err := s.fn(ctx); err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", o.Profile.ID, s.name, err)
+			return nil, fmt.Errorf("%s: %s: %w\n(scratch directory kept for inspection: %s)", o.Profile.ID, s.name, err, work)
 		}
 		p.rep.Timings[s.name] = time.Since(t0).Round(time.Millisecond).String()
 	}
+	failed = false
 	return p.rep, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/torwrt/torwrt/internal/brand"
+	"github.com/torwrt/torwrt/internal/imagebuilder"
 	"github.com/torwrt/torwrt/internal/imagediff"
 	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/profile"
@@ -114,6 +115,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 func (f *fixture) options(t *testing.T, p *profile.Profile, out, cache string) Options {
 	return Options{
 		Root: root, Profile: p, Lock: f.sim.Locks[p.ID], Brand: f.brand, OutDir: out, CacheDir: cache,
+		WorkDir: filepath.Join(t.TempDir(), "work"),
 		Engine: "podman", Signer: imagesig.KeySigner{Key: f.key}, ReleaseKeys: []*usign.PublicKey{f.key.Public()},
 		PackageSources: f.sim.PackageDirs, Simulated: true, InsecureRegistry: true, Version: "0.1.0",
 		Progress: testWriter{t},
@@ -336,6 +338,24 @@ func TestBuildRefusals(t *testing.T) {
 			assertNoOutput(t, out)
 		})
 	}
+}
+
+func TestImageBuilderFailureIsReported(t *testing.T) {
+	f := setup(t)
+	p := *f.profiles[0]
+	p.Packages.Add = append(append([]string{}, p.Packages.Add...), "no-such-package")
+	out := t.TempDir()
+	o := f.options(t, &p, out, t.TempDir())
+	_, err := Run(t.Context(), o)
+	if !errors.Is(err, imagebuilder.ErrMake) {
+		t.Fatalf("want imagebuilder.ErrMake, got %v", err)
+	}
+	for _, want := range []string{"no-such-package", "last lines of make's stderr", "full log:"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	assertNoOutput(t, out)
 }
 
 func TestImageOverSizeLimit(t *testing.T) {

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/torwrt/torwrt/internal/usign"
+)
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	e := env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
+	code := run(context.Background(), e, args)
+	return code, out.String(), errb.String()
+}
+
+func throwawayKey(t *testing.T) string {
+	t.Helper()
+	k, err := usign.GenerateKey(strings.NewReader(strings.Repeat("k", 64)), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(t.TempDir(), "k")
+	if err := usign.WriteKeyPair(base, k); err != nil {
+		t.Fatal(err)
+	}
+	return base
+}
+
+func TestBuildCLIRefusals(t *testing.T) {
+	key := throwawayKey(t)
+	root := filepath.Join("..", "..")
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"unknown profile", []string{"build", "--root", root, "--profile", "gl-nope", "--key", key + ".sec"}, exitUsage, "known profiles: gl-ar150, gl-mt300a"},
+		{"short form routes to build", []string{"--root", root, "--profile", "gl-nope"}, exitUsage, "unknown profile"},
+		{"no profile", []string{"build", "--root", root, "--key", key + ".sec"}, exitUsage, "--profile"},
+		{"no key", []string{"build", "--root", root, "--profile", "gl-ar150"}, exitUsage, "--key"},
+		{"unknown brand", []string{"build", "--root", root, "--profile", "gl-ar150", "--brand", "acme-nope", "--key", key + ".sec"}, exitFailure, "unknown brand"},
+		{"no lock for the real ImageBuilder", []string{"build", "--root", root, "--profile", "gl-ar150", "--key", key + ".sec", "--release-keys", filepath.Dir(key)}, exitFailure, "imgbuild lock --profile gl-ar150"},
+		{"stray argument", []string{"build", "--root", root, "--profile", "gl-ar150", "extra"}, exitUsage, "unexpected arguments"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, stderr := runCLI(t, c.args...)
+			if code != c.code || !strings.Contains(stderr, c.want) {
+				t.Fatalf("exit %d (want %d), stderr %q (want %q)", code, c.code, stderr, c.want)
+			}
+		})
+	}
+}
+
+func TestBuildCLIRefusesWorldReadableKey(t *testing.T) {
+	key := throwawayKey(t)
+	if err := os.Chmod(key+".sec", 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "build", "--root", "../..", "--profile", "gl-ar150", "--key", key+".sec")
+	if code != exitFailure || !strings.Contains(stderr, "chmod 600") {
+		t.Fatalf("exit %d, %q", code, stderr)
+	}
+}
+
+func TestHelpListsVerbs(t *testing.T) {
+	code, out, _ := runCLI(t, "--help")
+	if code != exitOK {
+		t.Fatal(code)
+	}
+	for _, v := range []string{"build", "keygen", "sign", "verify", "inspect", "diff", "lock"} {
+		if !strings.Contains(out, "  "+v) {
+			t.Errorf("help lacks %s", v)
+		}
+	}
+	code, out, _ = runCLI(t, "build", "--help")
+	if code != exitOK || !strings.Contains(out, "-simulated-ib") {
+		t.Fatalf("build --help: %d %q", code, out)
+	}
+}
