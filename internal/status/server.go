@@ -1,0 +1,184 @@
+package status
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The server answers GET and HEAD for /torbox and /torbox.json, one
+// request per connection. It is small on purpose: net/http would add more
+// to the router binary than the rest of the daemon, and this page needs
+// none of it. Limits keep a busy or hostile LAN client from tying it up.
+const (
+	maxRequestHeader = 8 << 10
+	maxConns         = 16
+	connTimeout      = 10 * time.Second
+)
+
+// securityHeaders forbid the page from loading or running anything.
+const securityHeaders = "Cache-Control: no-store\r\n" +
+	"X-Content-Type-Options: nosniff\r\n" +
+	"Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n" +
+	"Referrer-Policy: no-referrer\r\n" +
+	"X-Frame-Options: DENY\r\n"
+
+// Serve answers on ln until ctx is done. snap is called per request and
+// must not block (the daemon returns a cached snapshot).
+func (p *Page) Serve(ctx context.Context, ln net.Listener, snap func() Snapshot) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	sem := make(chan struct{}, maxConns)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("status page: accepting on %s: %w", ln.Addr(), err)
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			// Too many open connections: drop this one rather than queue.
+			c.Close()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			p.serveConn(c, snap)
+		}()
+	}
+}
+
+func (p *Page) serveConn(c net.Conn, snap func() Snapshot) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(connTimeout))
+	method, path, err := readRequest(bufio.NewReaderSize(c, 1024))
+	if err != nil {
+		respond(c, 400, "text/plain; charset=utf-8", []byte("bad request\n"), false)
+		return
+	}
+	head := method == "HEAD"
+	if method != "GET" && !head {
+		respond(c, 405, "text/plain; charset=utf-8", []byte("only GET\n"), false)
+		return
+	}
+	var visitor *Visitor
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		visitor = p.Visitor(ap.Addr())
+	}
+	switch path {
+	case "/torbox", "/torbox/", "/":
+		respond(c, 200, "text/html; charset=utf-8", p.HTML(snap(), visitor), head)
+	case "/torbox.json":
+		respond(c, 200, "application/json", p.JSON(snap(), visitor), head)
+	default:
+		respond(c, 404, "text/plain; charset=utf-8", []byte("not found; the status page is /torbox\n"), head)
+	}
+}
+
+// readRequest reads the request line and skips the headers, within
+// maxRequestHeader bytes.
+func readRequest(br *bufio.Reader) (method, path string, err error) {
+	total := 0
+	line := func() (string, error) {
+		b, err := br.ReadSlice('\n')
+		if err != nil {
+			return "", err
+		}
+		if total += len(b); total > maxRequestHeader {
+			return "", errors.New("request header too large")
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	first, err := line()
+	if err != nil {
+		return "", "", err
+	}
+	parts := strings.Split(first, " ")
+	if len(parts) != 3 || !strings.HasPrefix(parts[2], "HTTP/1.") {
+		return "", "", errors.New("bad request line")
+	}
+	method, path = parts[0], parts[1]
+	if i := strings.IndexAny(path, "?#"); i >= 0 {
+		path = path[:i]
+	}
+	for {
+		h, err := line()
+		if err != nil {
+			return "", "", err
+		}
+		if h == "" {
+			return method, path, nil
+		}
+	}
+}
+
+func respond(w io.Writer, code int, ctype string, body []byte, head bool) {
+	text := map[int]string{200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}[code]
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%sConnection: close\r\n\r\n",
+		code, text, ctype, len(body), securityHeaders)
+	if !head {
+		b.Write(body)
+	}
+	w.Write(b.Bytes())
+}
+
+// Fetch asks a running daemon at addr (host:port) for /torbox.json.
+func Fetch(ctx context.Context, addr string) ([]byte, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("asking the daemon at %s: %w", addr, err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	} else {
+		c.SetDeadline(time.Now().Add(connTimeout))
+	}
+	if _, err := io.WriteString(c, "GET /torbox.json HTTP/1.1\r\nHost: "+addr+"\r\nConnection: close\r\n\r\n"); err != nil {
+		return nil, fmt.Errorf("asking the daemon at %s: %w", addr, err)
+	}
+	raw, err := io.ReadAll(io.LimitReader(c, 256<<10))
+	if err != nil {
+		return nil, fmt.Errorf("reading the daemon's answer: %w", err)
+	}
+	head, body, ok := bytes.Cut(raw, []byte("\r\n\r\n"))
+	if !ok {
+		return nil, fmt.Errorf("daemon at %s sent no complete answer", addr)
+	}
+	status, _, _ := bytes.Cut(head, []byte("\r\n"))
+	f := strings.Fields(string(status))
+	if len(f) < 2 || f[1] != "200" {
+		return nil, fmt.Errorf("daemon at %s answered %q", addr, status)
+	}
+	for _, h := range strings.Split(string(head), "\r\n")[1:] {
+		k, v, _ := strings.Cut(h, ":")
+		if strings.EqualFold(k, "Content-Length") {
+			if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n != len(body) {
+				return nil, fmt.Errorf("daemon at %s sent %d of %d bytes", addr, len(body), n)
+			}
+		}
+	}
+	return body, nil
+}
