@@ -7,11 +7,13 @@ import (
 	"os"
 
 	"github.com/torwrt/torwrt/internal/fwimage"
+	"github.com/torwrt/torwrt/internal/imagediff"
 	"github.com/torwrt/torwrt/internal/ucert"
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
 type inspectOptions struct {
+	files bool
 	outputOptions
 }
 
@@ -36,11 +38,13 @@ type inspectReport struct {
 	HasSignature   bool              `json:"has_signature"`
 	SHA256         string            `json:"sha256"`
 	SHA256Unsigned string            `json:"sha256_unsigned"`
+	Files          []imagediff.File  `json:"files,omitempty"`
 }
 
 func runInspect(ctx context.Context, e env, args []string) error {
 	var o inspectOptions
 	fs := newFlags(e, "inspect", "IMAGE", "Show IMAGE's fwtool chunks (type, offset, size, CRC), its metadata, the\nfingerprint of the key that signed it, and its sha256 and sha256_unsigned.\nInspect does not check the signature against any key: use verify for that.")
+	fs.BoolVar(&o.files, "files", false, "also list the root filesystem: mode, owner, mtime, size and sha256 of every file")
 	o.addFlags(fs)
 	rest, err := parseFlags(fs, args)
 	if err != nil {
@@ -52,6 +56,11 @@ func runInspect(ctx context.Context, e env, args []string) error {
 	rep, err := inspectImage(rest[0])
 	if err != nil {
 		return err
+	}
+	if o.files {
+		if rep.Files, err = imagediff.Files(ctx, rest[0]); err != nil {
+			return err
+		}
 	}
 	if o.json {
 		return writeJSON(e.stdout, rep)
@@ -73,6 +82,20 @@ func runInspect(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(e.stdout, "boards           %v\nversion          %s %s %s (%s)\n", rep.Metadata.SupportedDevices, rep.Metadata.Version.Dist, rep.Metadata.Version.Version, rep.Metadata.Version.Revision, rep.Metadata.Version.Target)
 	}
 	fmt.Fprintf(e.stdout, "has signature    %v (not checked against keys; use verify)\nsha256           %s\nsha256_unsigned  %s\n", rep.HasSignature, rep.SHA256, rep.SHA256Unsigned)
+	if o.files {
+		fmt.Fprintf(e.stdout, "root filesystem  %d entries\n", len(rep.Files))
+		for _, f := range rep.Files {
+			sum := f.SHA256
+			if sum == "" {
+				sum = "-"
+			}
+			target := ""
+			if f.Target != "" {
+				target = " -> " + f.Target
+			}
+			fmt.Fprintf(e.stdout, "%s %s %10d %d %s %s%s\n", f.Mode, f.Owner, f.Size, f.MTime, sum, f.Path, target)
+		}
+	}
 	return nil
 }
 

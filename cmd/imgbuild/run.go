@@ -47,6 +47,7 @@ func verbs() []verb {
 		{"inspect", "show an image's fwtool chunks, metadata and hashes", runInspect},
 		{"diff", "explain the differences between two images", runDiff},
 		{"lock", "resolve a profile's image digest and packages into its lock file", runLock},
+		{"ib", "ib import: verify and unpack an ImageBuilder archive, pack it as an OCI image", runIB},
 		{"version", "print the version of imgbuild", runVersion},
 	}
 }

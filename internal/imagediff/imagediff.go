@@ -199,6 +199,20 @@ func load(ctx context.Context, path string) (*Summary, map[string]*File, error) 
 	return s, files, nil
 }
 
+// Files lists the root filesystem of the image at path, sorted by path.
+func Files(ctx context.Context, path string) ([]File, error) {
+	_, files, err := load(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]File, 0, len(files))
+	for _, f := range files {
+		out = append(out, *f)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, nil
+}
+
 // Text writes the report for people.
 func (r *Report) Text(w io.Writer) {
 	var b bytes.Buffer
