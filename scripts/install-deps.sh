@@ -14,6 +14,7 @@ pkgs=(
   time xz-utils zstd ca-certificates git
 )
 
+"$(dirname "$0")/install-cosign.sh"   # cosign for the release signature tests
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/torwrt/torwrt/internal/build"
 	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/profile"
+	"github.com/torwrt/torwrt/internal/signer"
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
@@ -70,6 +72,15 @@ func (o *profileOptions) resolve() ([]*profile.Profile, error) {
 	return out, nil
 }
 
+// sourceCommit is the git commit of the source tree, or "" outside git.
+func sourceCommit(ctx context.Context, root string) string {
+	out, err := exec.CommandContext(ctx, "git", "-C", root, "rev-parse", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
 // findRoot walks up from the working directory to the torwrt tree.
 func findRoot() (string, error) {
 	dir, err := os.Getwd()
@@ -121,19 +132,19 @@ type signerOptions struct {
 }
 
 func (o *signerOptions) addFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.key, "key", "", "release key that signs the images: a usign .sec file (mode 0600)")
+	fs.StringVar(&o.key, "key", "", "release key that signs the images: a usign .sec file (mode 0600), an Ed25519 PEM file, a pkcs11: URI or an Ed25519 KMS key URI")
 	fs.StringVar(&o.releaseKeys, "release-keys", "", "directory of usign .pub files shipped in the image instead of the brand's keys (development and demos)")
 }
 
-func (o *signerOptions) signer() (imagesig.Signer, error) {
+func (o *signerOptions) signer(ctx context.Context, e env) (imagesig.Signer, error) {
 	if o.key == "" {
-		return nil, usagef("want --key RELEASE.sec (make a throwaway one with: imgbuild keygen -o /tmp/k)")
+		return nil, usagef("want --key RELEASE.sec (a usign key file, a PEM file, pkcs11:… or a KMS URI; make a throwaway one with: imgbuild keygen -o /tmp/k)")
 	}
-	k, err := usign.ReadSecretKeyFile(o.key)
+	s, err := signer.Open(ctx, o.key, signer.Options{Getenv: e.getenv})
 	if err != nil {
 		return nil, err
 	}
-	return imagesig.KeySigner{Key: k}, nil
+	return signer.Usign(ctx, s)
 }
 
 func (o *signerOptions) keys(b *brand.Brand) ([]*usign.PublicKey, error) {
@@ -170,6 +181,7 @@ type buildOptions struct {
 	engine      string
 	simulated   bool
 	version     string
+	buildNumber uint64
 	packageDirs stringList
 }
 
@@ -184,6 +196,7 @@ func runBuild(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&o.engine, "engine", "", "container engine: podman, docker or host (default: $TORWRT_ENGINE, else podman, else docker)")
 	fs.BoolVar(&o.simulated, "simulated-ib", false, "build against torwrt's SIMULATED ImageBuilder served from an in-process registry (for machines without network; outputs are marked SIMULATED)")
 	fs.StringVar(&o.version, "firmware-version", "0.1.0", "firmware version stamped into the daemon and output names")
+	fs.Uint64Var(&o.buildNumber, "build", 1, "monotonic build number of this release (routers install only higher builds)")
 	fs.Var(&o.packageDirs, "package-dir", "directory of package files to use before downloading (repeatable)")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
@@ -200,7 +213,7 @@ func runBuild(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	signer, err := o.signer()
+	imageSigner, err := o.signer(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -235,9 +248,11 @@ func runBuild(ctx context.Context, e env, args []string) error {
 		}
 		rep, err := build.Run(ctx, build.Options{
 			Root: o.root, Profile: p, Lock: l, Brand: b, OutDir: o.out, CacheDir: cacheDir,
-			WorkDir: o.workDir, KeepWork: o.keepWork, Engine: o.engine, Signer: signer,
+			WorkDir: o.workDir, KeepWork: o.keepWork, Engine: o.engine, Signer: imageSigner,
 			ReleaseKeys: keys, PackageSources: pkgDirs, Simulated: o.simulated,
-			InsecureRegistry: o.simulated, Version: o.version, Progress: e.stderr,
+			InsecureRegistry: o.simulated, Version: o.version, Build: o.buildNumber, Progress: e.stderr,
+			Invocation: append([]string{"imgbuild", "build"}, args...), BuilderID: e.getenv("TORWRT_BUILDER_ID"),
+			SourceRepo: "https://github.com/torwrt/torwrt", SourceCommit: sourceCommit(ctx, o.root),
 		})
 		if err != nil {
 			return err

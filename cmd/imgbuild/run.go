@@ -47,8 +47,10 @@ func verbs() []verb {
 		{"inspect", "show an image's fwtool chunks, metadata and hashes", runInspect},
 		{"diff", "explain the differences between two images", runDiff},
 		{"lock", "resolve a profile's image digest and packages into its lock file", runLock},
+		{"release", "prepare, sign, verify and attest a release; rotate release keys", runRelease},
 		{"ib", "ib import: verify and unpack an ImageBuilder archive, pack it as an OCI image", runIB},
 		{"version", "print the version of imgbuild", runVersion},
+		{"brand", "brand init NAME scaffolds brands/NAME/; brand check NAME validates it", runBrand},
 	}
 }
 

@@ -128,7 +128,7 @@ func TestDaemonServesStatus(t *testing.T) {
 		"first_check": "10ms",
 		"interval":    "1h",
 		"networks":    []map[string]any{{"name": "tor_medium", "prefixes": []string{"127.0.0.0/8"}}},
-		"brand":       map[string]any{"product_name": "AcmeBox", "colors": map[string]string{"accent": "#ff0000"}},
+		"brand":       map[string]any{"product_name": "AcmeBox", "colors": map[string]string{"primary": "#ff0000"}},
 	})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan int, 1)

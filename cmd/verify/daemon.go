@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/torwrt/torwrt/internal/routerconf"
+	"github.com/torwrt/torwrt/internal/setup"
 	"github.com/torwrt/torwrt/internal/status"
 	"github.com/torwrt/torwrt/internal/torctl"
 	"github.com/torwrt/torwrt/internal/updater"
@@ -28,121 +29,39 @@ func init() {
 	extraCommands["check"] = runCheck
 }
 
-const defaultConfigPath = "/etc/torwrt/verify.json"
+const defaultConfigPath = routerconf.Path
 
-// daemonConfig is /etc/torwrt/verify.json. Unknown keys are an error, so a
-// typo cannot silently switch a check off.
-type daemonConfig struct {
-	Mirrors      []string `json:"mirrors"`
-	ManifestName string   `json:"manifest_name,omitempty"`
-	KeysDir      string   `json:"keys_dir"`
-	Threshold    int      `json:"threshold"`
-	// Board overrides BoardFile (/tmp/sysinfo/board_name).
-	Board     string `json:"board,omitempty"`
-	BoardFile string `json:"board_file,omitempty"`
-	// SOCKS is Tor's SocksPort (ip:port); Control its ControlPort
-	// (ip:port or unix:/path) and Cookie its cookie file.
-	SOCKS   string `json:"socks"`
-	Control string `json:"control,omitempty"`
-	Cookie  string `json:"cookie,omitempty"`
-	// State is kept across reboots and upgrades (list it in
-	// /lib/upgrade/keep.d); DownloadDir is tmpfs.
-	State       string `json:"state"`
-	DownloadDir string `json:"download_dir,omitempty"`
-	Sysupgrade  string `json:"sysupgrade,omitempty"`
-	MemInfo     string `json:"meminfo,omitempty"`
-	RAMMargin   int64  `json:"ram_margin,omitempty"`
-	// ReleaseFile describes the running firmware: {"product","version","build"}.
-	ReleaseFile string `json:"release_file,omitempty"`
-
-	Interval       duration `json:"interval,omitempty"`
-	FirstCheck     duration `json:"first_check,omitempty"`
-	TorPoll        duration `json:"tor_poll,omitempty"`
-	RequestTimeout duration `json:"request_timeout,omitempty"`
-	StallTimeout   duration `json:"stall_timeout,omitempty"`
-
-	// Listen are the status page addresses, e.g. the LAN addresses on :80.
-	Listen   []string        `json:"listen,omitempty"`
-	Networks []networkConfig `json:"networks,omitempty"`
-	Brand    *status.Brand   `json:"brand,omitempty"`
-	LogoFile string          `json:"logo_file,omitempty"`
+// config is /etc/torwrt/verify.json (routerconf.Config: the schema the
+// overlay renders), with the daemon's helpers.
+type config struct {
+	routerconf.Config
 }
 
-type networkConfig struct {
-	Name     string   `json:"name"`
-	Prefixes []string `json:"prefixes"`
-}
-
-// duration reads "6h", "90s" and the like.
-type duration time.Duration
-
-func (d *duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration: want a string like \"6h\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil || v < 0 {
-		return fmt.Errorf("duration %q: want a positive Go duration like \"6h\" or \"90s\"", s)
-	}
-	*d = duration(v)
-	return nil
-}
-
-func (d duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-func (d duration) or(def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return time.Duration(d)
-}
-
-// release is the running firmware's release file.
-type release struct {
-	Product string `json:"product"`
-	Version string `json:"version"`
-	Build   uint64 `json:"build"`
-}
-
-func loadConfig(path string) (*daemonConfig, error) {
+// loadConfig reads, defaults and validates the config. Unknown keys and
+// every invalid field are errors, so a typo cannot silently switch a
+// check off.
+func loadConfig(path string) (*config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 256<<10))
+	b, err := io.ReadAll(io.LimitReader(f, routerconf.MaxSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading config %s: %w", path, err)
 	}
-	cfg := &daemonConfig{}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(cfg); err != nil {
+	rc, err := routerconf.Decode(b)
+	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	def := func(s *string, v string) {
-		if *s == "" {
-			*s = v
-		}
+	rc.ApplyDefaults()
+	if err := rc.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	def(&cfg.KeysDir, "/etc/opkg/keys")
-	def(&cfg.BoardFile, "/tmp/sysinfo/board_name")
-	def(&cfg.State, "/etc/torwrt/verify-state.json")
-	def(&cfg.ReleaseFile, "/etc/torwrt/release.json")
-	if cfg.Threshold == 0 {
-		cfg.Threshold = 1
-	}
-	if len(cfg.Mirrors) == 0 {
-		return nil, fmt.Errorf("config %s: mirrors: at least one mirror URL is required", path)
-	}
-	if cfg.SOCKS == "" {
-		return nil, fmt.Errorf("config %s: socks: Tor's SocksPort (e.g. \"127.0.0.1:9050\") is required; updates are only fetched through Tor", path)
-	}
-	return cfg, nil
+	return &config{Config: *rc}, nil
 }
 
-func (c *daemonConfig) board() (string, error) {
+func (c *config) board() (string, error) {
 	if c.Board != "" {
 		return c.Board, nil
 	}
@@ -157,51 +76,98 @@ func (c *daemonConfig) board() (string, error) {
 	return s, nil
 }
 
-func (c *daemonConfig) release() release {
-	var r release
-	if b, err := os.ReadFile(c.ReleaseFile); err == nil {
-		json.Unmarshal(b, &r)
+// release reads the running firmware's release file. A missing or
+// broken one gives the zero Release: the updater then falls back to the
+// build its state file recorded.
+func (c *config) release() (routerconf.Release, error) {
+	b, err := os.ReadFile(c.ReleaseFile)
+	if err != nil {
+		return routerconf.Release{}, fmt.Errorf("release file: %w", err)
 	}
-	return r
+	r, err := routerconf.DecodeRelease(b)
+	if err != nil {
+		return routerconf.Release{}, fmt.Errorf("release file %s: %w", c.ReleaseFile, err)
+	}
+	return r, nil
 }
 
-func (c *daemonConfig) networks() ([]status.Network, error) {
+// networks are the config's networks for the status page; Validate has
+// checked the prefixes.
+func (c *config) networks() []status.Network {
 	var out []status.Network
 	for _, n := range c.Networks {
-		sn := status.Network{Name: n.Name}
-		for _, p := range n.Prefixes {
-			pfx, err := netip.ParsePrefix(p)
-			if err != nil {
-				return nil, fmt.Errorf("networks %s: %w", n.Name, err)
-			}
-			sn.Prefixes = append(sn.Prefixes, pfx.Masked())
-		}
-		out = append(out, sn)
+		out = append(out, status.Network{Name: n.Name, Prefixes: n.Subnets()})
 	}
-	return out, nil
+	return out
 }
 
-func (c *daemonConfig) page() (*status.Page, error) {
-	nets, err := c.networks()
-	if err != nil {
-		return nil, err
-	}
-	b := status.Brand{}
-	if c.Brand != nil {
-		b = *c.Brand
+// statusBrand maps the config's brand onto the status page's.
+func (c *config) statusBrand() (status.Brand, error) {
+	var b status.Brand
+	if rb := c.Brand; rb != nil {
+		b.ProductName, b.Vendor, b.SupportURL = rb.ProductName, rb.Vendor, rb.SupportURL
+		b.Colors.Accent, b.Colors.Background, b.Colors.Text = rb.Colors.Primary, rb.Colors.Background, rb.Colors.Text
+		b.Texts.Tagline, b.Texts.Footer = rb.Texts.Tagline, rb.Texts.Footer
 	}
 	if c.LogoFile != "" {
-		logo, err := os.ReadFile(c.LogoFile)
+		logo, err := readLimited(c.LogoFile, status.MaxLogo)
 		if err != nil {
-			return nil, fmt.Errorf("logo: %w", err)
+			return b, fmt.Errorf("logo: %w", err)
 		}
 		b.Logo = logo
 	}
-	return status.NewPage(b, nets), nil
+	return b, nil
+}
+
+func (c *config) page() (*status.Page, error) {
+	b, err := c.statusBrand()
+	if err != nil {
+		return nil, err
+	}
+	return status.NewPage(b, c.networks()), nil
+}
+
+// setupView prepares the first-boot setup view, or returns nil when the
+// config has none.
+func (c *config) setupView(log *slog.Logger) (*setup.View, error) {
+	s := c.Setup
+	if s == nil {
+		return nil, nil
+	}
+	n := c.Network(s.Network) // Validate has checked it exists
+	sc := setup.Config{
+		Network: s.Network, Prefixes: n.Subnets(), Address: netip.MustParseAddr(s.Address),
+		SecretsFile: s.SecretsFile, DoneFile: s.DoneFile, Logger: log,
+	}
+	for _, n := range c.Networks {
+		sc.Networks = append(sc.Networks, setup.Network{Name: n.Name, SSID: n.SSID})
+	}
+	if b := c.Brand; b != nil {
+		sc.Brand = setup.Brand{ProductName: b.ProductName, Primary: b.Colors.Primary, Background: b.Colors.Background,
+			Text: b.Colors.Text, Language: b.Language}
+	}
+	return setup.New(sc)
+}
+
+// readLimited reads a file of at most max bytes.
+func readLimited(path string, max int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
+	}
+	return b, nil
 }
 
 // updaterConfig turns the file config into an updater.Config.
-func (c *daemonConfig) updaterConfig(log *slog.Logger, torTime func(context.Context) (time.Time, error)) (updater.Config, error) {
+func (c *config) updaterConfig(log *slog.Logger, torTime func(context.Context) (time.Time, error)) (updater.Config, error) {
 	kr, err := usign.LoadKeyDir(c.KeysDir)
 	if err != nil {
 		return updater.Config{}, err
@@ -210,19 +176,31 @@ func (c *daemonConfig) updaterConfig(log *slog.Logger, torTime func(context.Cont
 	if err != nil {
 		return updater.Config{}, err
 	}
-	rel := c.release()
+	rel, _ := c.release()
+	clock := time.Now
+	if c.BuildEpoch > 0 {
+		// No RTC: the clock may start before the image was built, which
+		// no manifest or Tor consensus can predate.
+		floor := time.Unix(c.BuildEpoch, 0)
+		clock = func() time.Time {
+			if now := time.Now(); now.After(floor) {
+				return now
+			}
+			return floor
+		}
+	}
 	return updater.Config{
 		Mirrors: c.Mirrors, ManifestName: c.ManifestName, Keys: kr, Threshold: c.Threshold, Board: board,
 		SOCKSAddr: c.SOCKS, DownloadDir: c.DownloadDir, StatePath: c.State, Sysupgrade: c.Sysupgrade,
 		MemInfoPath: c.MemInfo, RAMMargin: c.RAMMargin,
 		RequestTimeout: time.Duration(c.RequestTimeout), StallTimeout: time.Duration(c.StallTimeout),
 		InstalledBuild: rel.Build, InstalledVersion: rel.Version,
-		TorTime: torTime, Logger: log,
+		Clock: clock, TorTime: torTime, Logger: log,
 	}, nil
 }
 
 // torTime asks Tor for its consensus time on a fresh connection.
-func (c *daemonConfig) torTime(ctx context.Context) (time.Time, error) {
+func (c *config) torTime(ctx context.Context) (time.Time, error) {
 	if c.Control == "" {
 		return time.Time{}, errors.New("no control port configured")
 	}
@@ -239,7 +217,7 @@ func (c *daemonConfig) torTime(ctx context.Context) (time.Time, error) {
 
 // torStatus reads Tor's state for the status page; an unreachable control
 // port is "down".
-func (c *daemonConfig) torStatus(ctx context.Context) (status.Tor, *torctl.Status) {
+func (c *config) torStatus(ctx context.Context) (status.Tor, *torctl.Status) {
 	if c.Control == "" {
 		return status.Tor{State: status.TorDown, Error: "no control port configured"}, nil
 	}
@@ -277,8 +255,8 @@ func updateSnapshot(st *updater.State) status.Update {
 	return u
 }
 
-func (c *daemonConfig) firmware() status.Firmware {
-	r := c.release()
+func (c *config) firmware() status.Firmware {
+	r, _ := c.release()
 	b, _ := c.board()
 	return status.Firmware{Product: r.Product, Version: r.Version, Build: r.Build, Board: b}
 }
@@ -337,12 +315,13 @@ func runCheck(ctx context.Context, stdout, stderr io.Writer, args []string) int 
 }
 
 // daemon is the running service: periodic checks, Tor watching, and the
-// status page.
+// status page with the setup view.
 type daemon struct {
-	cfg  *daemonConfig
-	log  *slog.Logger
-	page *status.Page
-	u    *updater.Updater
+	cfg   *config
+	log   *slog.Logger
+	page  *status.Page
+	setup *setup.View // nil: no setup view
+	u     *updater.Updater
 
 	mu   sync.Mutex
 	snap status.Snapshot
@@ -355,10 +334,15 @@ func runDaemon(ctx context.Context, stdout, stderr io.Writer, args []string) int
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", defaultConfigPath, "config file")
 	debug := fs.Bool("debug", false, "debug logging")
+	checkOnly := fs.Bool("check-config", false, "load the config and everything it names (keys, board, release file, logo), report, and exit without serving")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
+		return exitUsage
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "verify daemon: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
 	log := newLogger(stderr, *debug)
@@ -372,6 +356,10 @@ func runDaemon(ctx context.Context, stdout, stderr io.Writer, args []string) int
 		log.Error("not starting", "err", err)
 		return exitUsage
 	}
+	if d.setup, err = cfg.setupView(log); err != nil {
+		log.Error("not starting", "err", err)
+		return exitUsage
+	}
 	ucfg, err := cfg.updaterConfig(log, d.torTime)
 	if err != nil {
 		log.Error("not starting", "err", err)
@@ -381,19 +369,32 @@ func runDaemon(ctx context.Context, stdout, stderr io.Writer, args []string) int
 		log.Error("not starting", "err", err)
 		return exitUsage
 	}
+	if *checkOnly {
+		return d.reportConfig(stdout, stderr, *cfgPath, ucfg)
+	}
 	d.refreshUpdate()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, len(cfg.Listen)+1)
-	var wg sync.WaitGroup
+	var lns []net.Listener
 	for _, addr := range cfg.Listen {
-		ln, err := net.Listen("tcp", addr)
+		ln, err := listen(ctx, addr)
 		if err != nil {
 			log.Error("status page not served", "addr", addr, "err", err)
+			for _, l := range lns {
+				l.Close()
+			}
 			return exitFailure
 		}
 		log.Info("status page", "url", "http://"+ln.Addr().String()+"/torbox")
+		if d.setup != nil {
+			ln = d.setup.Intercept(ln)
+		}
+		lns = append(lns, ln)
+	}
+	errc := make(chan error, len(lns)+1)
+	var wg sync.WaitGroup
+	for _, ln := range lns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -416,6 +417,26 @@ func runDaemon(ctx context.Context, stdout, stderr io.Writer, args []string) int
 		log.Error("stopping", "err", err)
 		return exitFailure
 	default:
+	}
+	return exitOK
+}
+
+// reportConfig is `verify daemon --check-config`: everything the daemon
+// needs has loaded; say what it would run with. The running firmware's
+// release file must be readable too.
+func (d *daemon) reportConfig(stdout, stderr io.Writer, path string, ucfg updater.Config) int {
+	rel, err := d.cfg.release()
+	if err != nil {
+		fmt.Fprintf(stderr, "verify daemon: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "config %s OK\n", path)
+	fmt.Fprintf(stdout, "firmware: %s %s build %d, board %s\n", rel.Product, rel.Version, rel.Build, ucfg.Board)
+	fmt.Fprintf(stdout, "updates: %d mirrors, %d of %d trusted keys in %s, state %s\n",
+		len(ucfg.Mirrors), ucfg.Threshold, ucfg.Keys.Len(), d.cfg.KeysDir, d.cfg.State)
+	fmt.Fprintf(stdout, "status page: %s\n", strings.Join(d.cfg.Listen, " "))
+	if s := d.cfg.Setup; s != nil {
+		fmt.Fprintf(stdout, "setup view: http://%s%s for clients on %s until %s exists\n", s.Address, routerconf.SetupPath, s.Network, s.DoneFile)
 	}
 	return exitOK
 }
@@ -452,7 +473,7 @@ func (d *daemon) refreshUpdate() {
 // watchTor polls the control port. When Tor says its version is obsolete
 // or unrecommended it asks for a check at once (at most hourly).
 func (d *daemon) watchTor(ctx context.Context, trigger chan<- string) {
-	poll := d.cfg.TorPoll.or(30 * time.Second)
+	poll := d.cfg.TorPoll.Or(routerconf.DefaultTorPoll)
 	var lastTrigger time.Time
 	for {
 		t, st := d.cfg.torStatus(ctx)
@@ -482,8 +503,8 @@ func (d *daemon) watchTor(ctx context.Context, trigger chan<- string) {
 }
 
 func (d *daemon) checkLoop(ctx context.Context, trigger <-chan string, errc <-chan error) {
-	interval := d.cfg.Interval.or(6 * time.Hour)
-	next := time.Now().Add(d.cfg.FirstCheck.or(3 * time.Minute))
+	interval := d.cfg.Interval.Or(routerconf.DefaultInterval)
+	next := time.Now().Add(d.cfg.FirstCheck.Or(routerconf.DefaultFirstCheck))
 	d.setNext(next)
 	for {
 		wait := time.Until(next)

@@ -70,15 +70,32 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 var extraCommands = map[string]func(ctx context.Context, stdout, stderr io.Writer, args []string) int{}
 
 func usage(w io.Writer) {
-	fmt.Fprintf(w, `torwrt-verify %s: the router's update checker
+	fmt.Fprintf(w, `torwrt-verify %s: the router's update checker and status page
 
 Usage:
-  verify image --keys DIR [--board NAME] IMAGE   check a sysupgrade image
+  verify daemon [--config FILE] [--debug] [--check-config]
+      run the status page (/torbox), the first-boot setup view
+      (/torbox/setup) and periodic signed update checks over Tor;
+      --check-config loads the config and what it names, then exits
+  verify check [--once] [--config FILE] [--ignore-rollout] [--json] [--debug]
+      one update check now
+  verify status [--config FILE] [--addr HOST:PORT] [--local]
+      print the status page's JSON
+  verify manifest verify --keys DIR --threshold M [--board NAME --installed BUILD]
+                         [--now RFC3339] [--state FILE] [--json] FILE
+      check a signed update manifest offline
+  verify image --keys DIR [--board NAME] IMAGE
+      check a sysupgrade image's signature and board
   verify --version
 
-Exit codes of image: 0 accepted, 1 error, 2 usage, 3 unsigned,
-4 bad signature or unknown key, 5 wrong board, 6 malformed image.
-`, version)
+FILE defaults to %s.
+
+Exit codes: 0 accepted, installed, up to date or deferred; 1 local error;
+2 usage or configuration; 3 image unsigned; 4 bad signature or unknown key;
+5 wrong board; 6 malformed image or manifest; 7-16 manifest and update
+refusals (threshold, expired, replay, rollback, too large, hash mismatch,
+no memory, sysupgrade, no mirror, busy): see docs/updates.md.
+`, version, defaultConfigPath)
 }
 
 func runImage(stdout, stderr io.Writer, args []string) int {

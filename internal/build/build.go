@@ -36,6 +36,9 @@ import (
 	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/normalize"
 	"github.com/torwrt/torwrt/internal/profile"
+	"github.com/torwrt/torwrt/internal/provenance"
+	"github.com/torwrt/torwrt/internal/release"
+	"github.com/torwrt/torwrt/internal/signer"
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
@@ -63,8 +66,17 @@ type Options struct {
 	// in-process one the simulated ImageBuilder is served from).
 	InsecureRegistry bool
 	Version          string // firmware version, e.g. 0.1.0
-	Progress         io.Writer
-	Now              func() time.Time
+	// Build is the monotonic build number the image states in
+	// /etc/torwrt/release.json and the release manifest lists; 0 means 1.
+	Build uint64
+	// Invocation, BuilderID, SourceRepo and SourceCommit go into the
+	// provenance as they are; they must not depend on the machine.
+	Invocation   []string
+	BuilderID    string
+	SourceRepo   string
+	SourceCommit string
+	Progress     io.Writer
+	Now          func() time.Time
 }
 
 // Report is the build report, written as build-report.json.
@@ -74,6 +86,7 @@ type Report struct {
 	Simulated       bool              `json:"simulated"`
 	Note            string            `json:"note,omitempty"`
 	Version         string            `json:"version"`
+	Build           uint64            `json:"build"`
 	SourceDateEpoch int64             `json:"source_date_epoch"`
 	ImageBuilder    string            `json:"imagebuilder_image"`
 	Engine          string            `json:"engine"`
@@ -126,6 +139,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
+	if o.Build == 0 {
+		o.Build = 1
+	}
 	if err := o.Lock.Check(o.Profile); err != nil {
 		return nil, fmt.Errorf("lock file: %w", err)
 	}
@@ -137,7 +153,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		fmt.Fprintf(o.Progress, "[%s] "+format+"\n", append([]any{o.Profile.ID}, a...)...)
 	}
 	p.rep = &Report{
-		Profile: o.Profile.ID, Brand: o.Brand.ID, Simulated: o.Simulated, Version: o.Version,
+		Profile: o.Profile.ID, Brand: o.Brand.ID, Simulated: o.Simulated, Version: o.Version, Build: o.Build,
 		SourceDateEpoch: o.Profile.OpenWrt.SourceDateEpoch, ImageBuilder: o.Lock.Image.Ref,
 		ProfileSHA256: o.Profile.SHA256, Board: o.Profile.Board, Timings: map[string]string{},
 	}
@@ -479,17 +495,31 @@ func (p *pipeline) outputs(ctx context.Context) error {
 		return fmt.Errorf("self-check of the signed image failed: %w", err)
 	}
 	manifestName := strings.TrimSuffix(name, "-squashfs-sysupgrade.bin") + ".manifest"
-	if err := copyFile(filepath.Join(p.work, "image.manifest"), filepath.Join(stage, manifestName)); err != nil {
-		return err
-	}
-	prov, err := provenanceStub(p.o, p.rep, lockHash(p.rep))
+	ibManifest, err := os.ReadFile(filepath.Join(p.work, "image.manifest"))
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(stage, "provenance.intoto.json"), prov, 0o644); err != nil {
+	lockBytes, err := p.o.Lock.Marshal()
+	if err != nil {
 		return err
 	}
-	p.rep.Outputs = []string{name, name + ".sig", manifestName, "provenance.intoto.json", "build-report.json", "sha256sums"}
+	files, err := p.attestations(ctx, stage, name, ibManifest)
+	if err != nil {
+		return err
+	}
+	files[manifestName] = ibManifest
+	files[release.LockFile] = lockBytes
+	for n, data := range files {
+		if err := os.WriteFile(filepath.Join(stage, n), data, 0o644); err != nil {
+			return err
+		}
+	}
+	published := []string{name, name + ".sig"}
+	for n := range files {
+		published = append(published, n)
+	}
+	sort.Strings(published)
+	p.rep.Outputs = append(append([]string{}, published...), "build-report.json", "sha256sums")
 	final := filepath.Join(p.o.OutDir, p.o.Profile.ID)
 	p.rep.DistDir = final
 	rep, err := json.MarshalIndent(p.rep, "", "  ")
@@ -499,7 +529,9 @@ func (p *pipeline) outputs(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(stage, "build-report.json"), append(rep, '\n'), 0o644); err != nil {
 		return err
 	}
-	if err := writeSHA256Sums(stage, []string{name, name + ".sig", manifestName, "provenance.intoto.json"}); err != nil {
+	// sha256sums covers what two builds of the same inputs reproduce; the
+	// build report (timings, paths) is left out.
+	if err := writeSHA256Sums(stage, published); err != nil {
 		return err
 	}
 	old := final + ".old"
@@ -517,7 +549,67 @@ func (p *pipeline) outputs(ctx context.Context) error {
 	return nil
 }
 
-func lockHash(r *Report) string { return r.LockSHA256 }
+// attestations makes the files that let anyone check the image without
+// trusting this machine: the cosign-format detached signature and public
+// key, the CycloneDX SBOM, and the SLSA provenance statement, plain and as
+// a DSSE envelope signed with the release key. All are deterministic.
+func (p *pipeline) attestations(ctx context.Context, stage, name string, ibManifest []byte) (map[string][]byte, error) {
+	detached, err := usign.ReadSignatureFile(filepath.Join(stage, name+".sig"))
+	if err != nil {
+		return nil, err
+	}
+	var pub *usign.PublicKey
+	for _, k := range p.o.ReleaseKeys {
+		if k.Fingerprint == detached.Fingerprint {
+			pub = k
+		}
+	}
+	if pub == nil {
+		return nil, fmt.Errorf("no release key has fingerprint %s", detached.Fingerprint)
+	}
+	pem, err := signer.PublicKeyPEM(pub.Key)
+	if err != nil {
+		return nil, err
+	}
+	img := provenance.Subject{Name: name, SHA256: p.rep.ImageSHA256}
+	sbom, err := provenance.SBOM(provenance.SBOMInput{
+		Image: img, ImageSize: p.rep.ImageSize, Profile: p.o.Profile.ID, Brand: p.o.Brand.ID,
+		Version: p.o.Version, Board: p.o.Profile.Board, Simulated: p.o.Simulated,
+		ImageBuilder: p.o.Lock.Image.Ref, Manifest: ibManifest, Lock: p.o.Lock,
+		Daemon: p.rep.Daemon.Binary, SourceDateEpoch: p.o.Profile.OpenWrt.SourceDateEpoch, Tool: "imgbuild",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sbom: %w", err)
+	}
+	builder := p.o.BuilderID
+	if builder == "" {
+		builder = "https://torwrt.org/imgbuild/local"
+	}
+	stmt, err := provenance.Statement(provenance.StatementInput{
+		Subjects: []provenance.Subject{img}, BuilderID: builder, Invocation: p.o.Invocation,
+		Profile: p.o.Profile.ID, Brand: p.o.Brand.ID, Version: p.o.Version, Simulated: p.o.Simulated,
+		ImageBuilder: p.o.Lock.Image.Ref, LockSHA256: p.rep.LockSHA256, ProfileSHA256: p.o.Profile.SHA256,
+		GoVersion: p.rep.Daemon.GoVersion, DaemonSHA256: p.rep.Daemon.SHA256,
+		DaemonArgv: p.rep.Daemon.Argv, DaemonEnv: p.rep.Daemon.Env,
+		SourceRepo: p.o.SourceRepo, SourceCommit: p.o.SourceCommit,
+		SourceDateEpoch: p.o.Profile.OpenWrt.SourceDateEpoch, Engine: p.rep.Engine,
+		Byproducts: []provenance.Subject{{Name: release.SBOMFile, SHA256: sha256Hex(sbom)}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("provenance: %w", err)
+	}
+	env, err := provenance.SignDSSE(ctx, provenance.PayloadType, stmt, provenance.UsignDSSE(p.o.Signer))
+	if err != nil {
+		return nil, fmt.Errorf("signing provenance: %w", err)
+	}
+	return map[string][]byte{
+		name + release.CosignSuffix: release.CosignSignature(detached),
+		release.CosignPubFile:       pem,
+		release.SBOMFile:            sbom,
+		release.StatementFile:       stmt,
+		release.ProvenanceFile:      env,
+	}, nil
+}
 
 func writeSHA256Sums(dir string, names []string) error {
 	var b strings.Builder

@@ -2,8 +2,11 @@ package build
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/torwrt/torwrt/internal/overlay"
+	"github.com/torwrt/torwrt/internal/routerconf"
 )
 
 // renderOverlay fills the overlay input from the profile, brand, release
@@ -19,16 +22,38 @@ func renderOverlay(ctx context.Context, o Options, daemon []byte, dest string) (
 	in.SSIDPrefix = b.SSIDPrefix
 	in.ProductName = b.ProductName
 	in.Banner = b.BannerText
+	in.Brand = overlay.StatusBrand{
+		Vendor:     b.Vendor,
+		Colors:     routerconf.Colors{Primary: b.Colors.Primary, Background: b.Colors.Background, Text: b.Colors.Text},
+		Tagline:    b.Texts.Tagline,
+		Footer:     b.Texts.Footer,
+		SupportURL: b.SupportURL,
+		Language:   b.Language,
+		LogoName:   b.Logo,
+		Logo:       b.LogoData,
+	}
 	if o.Simulated {
 		in.Banner += "\n  SIMULATED ImageBuilder build: a test artifact, not firmware for a real device.\n"
 	}
 	in.BridgeRelay = o.Profile.BridgeRelay
+	for _, m := range b.Mirrors {
+		// The router daemon is built without TLS to fit 16 MB flash; an
+		// onion service is authenticated and encrypted by Tor itself, and
+		// the manifest signatures protect the content either way.
+		if !strings.HasPrefix(m, "http://") || !strings.Contains(m, ".onion") {
+			return "", fmt.Errorf("brand %s: update mirror %q: the router fetches updates only from http://<address>.onion mirrors (its daemon has no TLS; Tor authenticates onion services end to end)", b.ID, m)
+		}
+	}
 	in.UpdateMirrors = b.Mirrors
 	in.UpdateThreshold = b.Threshold
 	if in.UpdateThreshold > len(o.ReleaseKeys) {
 		in.UpdateThreshold = len(o.ReleaseKeys)
 	}
 	in.FirmwareVersion = o.Version
+	// /etc/torwrt/release.json states the same build the signed manifest
+	// lists for this image (release prepare takes it from the report), or
+	// the router's anti-rollback would compare different numbers.
+	in.FirmwareBuild = o.Build
 	in.SourceDateEpoch = o.Profile.OpenWrt.SourceDateEpoch
 	in.ReleaseKeys = nil
 	for _, k := range o.ReleaseKeys {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/torwrt/torwrt/internal/routerconf"
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
@@ -47,6 +48,10 @@ func releaseKey(t testing.TB, seed string) ReleaseKey {
 	return ReleaseKey{Fingerprint: pub.Fingerprint.String(), PublicKey: pub.Marshal()}
 }
 
+// testLogo is a small SVG logo.
+const testLogo = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 48 48" width="48" height="48"><circle cx="24" cy="24" r="20" fill="#7d4698"/></svg>
+`
+
 // testEpoch is OpenWrt 24.10.3's SOURCE_DATE_EPOCH.
 const testEpoch = 1758316778
 
@@ -65,6 +70,17 @@ func testInput(t testing.TB, profile string) Input {
 		"http://torwrtupdatesxyzabcdefghijklmnopqrstuvwxyz234567abcdefghijkl.onion/releases",
 	}
 	in.FirmwareVersion = "24.10.3-torwrt.1"
+	in.FirmwareBuild = 7
+	in.Brand = StatusBrand{
+		Vendor:     "The torwrt project",
+		Colors:     routerconf.Colors{Primary: "#7d4698", Background: "#ffffff", Text: "#1b1b1b"},
+		Tagline:    "Tor for everything behind this router",
+		Footer:     "Free software. Verify before you trust.",
+		SupportURL: "https://torwrt.example/support",
+		Language:   "en",
+		LogoName:   "logo.svg",
+		Logo:       []byte(testLogo),
+	}
 	in.SourceDateEpoch = testEpoch
 	in.ExtraFiles = []ExtraFile{{
 		Path: "/usr/sbin/torwrt-verify",

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/torwrt/torwrt/internal/routerconf"
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
@@ -70,12 +71,45 @@ type Input struct {
 	UpdateMirrors   []string     `json:"update_mirrors"`
 	UpdateThreshold int          `json:"update_threshold"`
 	FirmwareVersion string       `json:"firmware_version"`
+	// FirmwareBuild is the release's build number, written to
+	// /etc/torwrt/release.json. The updater's anti-rollback compares it
+	// with the manifest's "build", so it must grow with every release
+	// and equal the build the manifest lists for this image.
+	FirmwareBuild uint64 `json:"firmware_build"`
+	// Brand is the status page's look. Zero fields take torwrt's
+	// defaults; the product name is ProductName.
+	Brand StatusBrand `json:"brand"`
 	// SourceDateEpoch is the time of every file and directory in the tree.
 	SourceDateEpoch int64 `json:"source_date_epoch"`
 
 	// ExtraFiles are added as they are, e.g. the daemon binary at
 	// /usr/sbin/torwrt-verify.
 	ExtraFiles []ExtraFile `json:"extra_files,omitempty"`
+}
+
+// StatusBrand is what a vendor changes on the status page and the setup
+// view (internal/brand fills it from brand.yaml).
+type StatusBrand struct {
+	Vendor string `json:"vendor,omitempty"`
+	// Colors are #rrggbb.
+	Colors     routerconf.Colors `json:"colors"`
+	Tagline    string            `json:"tagline,omitempty"`
+	Footer     string            `json:"footer,omitempty"`
+	SupportURL string            `json:"support_url,omitempty"`
+	// Language is a tag like "en" or "de-CH".
+	Language string `json:"language,omitempty"`
+	// LogoName is the brand's logo file name; its extension (.svg or
+	// .png) decides where Logo goes: /etc/torwrt/logo.svg or logo.png.
+	LogoName string `json:"logo_name,omitempty"`
+	Logo     []byte `json:"logo,omitempty"`
+}
+
+// LogoPath is where the logo is written, or "" without a logo.
+func (b StatusBrand) LogoPath() string {
+	if len(b.Logo) == 0 {
+		return ""
+	}
+	return routerconf.LogoBase + path.Ext(b.LogoName)
 }
 
 // WAN is the uplink.
@@ -165,7 +199,7 @@ const (
 	// KeysDir holds the release keys that sysupgrade and the updater
 	// trust. Only this image writes there; /etc/opkg/keys gets copies for
 	// stock tools.
-	KeysDir = "/etc/torwrt/keys"
+	KeysDir = routerconf.KeysDir
 	// VirtualAddrNetwork is Tor's VirtualAddrNetworkIPv4 for .onion
 	// addresses handed to tor_medium clients.
 	VirtualAddrNetwork = "10.192.0.0/10"
@@ -244,6 +278,7 @@ func Defaults(profile string) (Input, error) {
 			AccountingMaxGBytes: 50,
 		},
 		UpdateThreshold: 1,
+		FirmwareBuild:   1,
 	}, nil
 }
 
@@ -263,6 +298,10 @@ var (
 	reVersion  = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+~_-]{0,63}$`)
 	reFilePath = regexp.MustCompile(`^(/[A-Za-z0-9._+-]+)+$`)
 	reContact  = regexp.MustCompile(`^[A-Za-z0-9@._+:/ -]{1,128}$`)
+	reColor    = regexp.MustCompile(`^#[0-9a-fA-F]{6}$`)
+	reLanguage = regexp.MustCompile(`^[a-z]{2}(-[A-Z]{2})?$`)
+	reText     = regexp.MustCompile("^[^<>&\"'`\\\\\\x00-\\x1f\\x7f]*$")
+	reLogoName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.(svg|png)$`)
 	reSSHKey   = regexp.MustCompile(`^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) ([A-Za-z0-9+/]+={0,3})( [A-Za-z0-9@._+:-]{1,64})?$`)
 )
 
@@ -287,6 +326,9 @@ const (
 	maxMirrorLen  = 512
 	maxExtraFiles = 64
 	maxExtraSize  = 32 << 20
+	// MaxLogo is the status page's limit (status.MaxLogo): a bigger
+	// logo would silently be replaced by the default on the router.
+	MaxLogo = 12 << 10
 	// maxEpoch keeps file times inside what a ustar header can hold.
 	maxEpoch = 1<<33 - 1
 )
@@ -369,11 +411,66 @@ func (in Input) Validate() error {
 	}
 	v.mirrors(in.UpdateMirrors)
 	v.match("firmware_version", in.FirmwareVersion, reVersion)
+	if in.FirmwareBuild < 1 {
+		v.addf("firmware_build", in.FirmwareBuild, "must be at least 1: the updater compares builds, and 0 means unknown")
+	}
+	v.brand(in.Brand)
 	if in.SourceDateEpoch < 0 || in.SourceDateEpoch > maxEpoch {
 		v.addf("source_date_epoch", in.SourceDateEpoch, "must be between 0 and %d", int64(maxEpoch))
 	}
 	v.extraFiles(in.ExtraFiles)
 	return errors.Join(v.errs...)
+}
+
+func (v *validator) brand(b StatusBrand) {
+	text := func(field, s string, max int) {
+		if len(s) > max || !utf8.ValidString(s) || !reText.MatchString(s) {
+			v.addf(field, s, "must be at most %d characters of text without markup, quotes or control characters", max)
+		}
+	}
+	text("brand.vendor", b.Vendor, 128)
+	text("brand.tagline", b.Tagline, 200)
+	text("brand.footer", b.Footer, 200)
+	for _, c := range []struct{ f, val string }{
+		{"brand.colors.primary", b.Colors.Primary},
+		{"brand.colors.background", b.Colors.Background},
+		{"brand.colors.text", b.Colors.Text},
+	} {
+		if c.val != "" {
+			v.match(c.f, c.val, reColor)
+		}
+	}
+	if b.SupportURL != "" {
+		u, err := url.Parse(b.SupportURL)
+		if err != nil || len(b.SupportURL) > 300 || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil ||
+			strings.ContainsFunc(b.SupportURL, func(r rune) bool { return r <= ' ' || r >= 0x7f || strings.ContainsRune(`"'<>\`+"`", r) }) {
+			v.addf("brand.support_url", b.SupportURL, "must be an http(s) URL of at most 300 characters")
+		}
+	}
+	if b.Language != "" {
+		v.match("brand.language", b.Language, reLanguage)
+	}
+	switch {
+	case len(b.Logo) == 0 && b.LogoName != "":
+		v.addf("brand.logo_name", b.LogoName, "names a logo but brand.logo is empty")
+	case len(b.Logo) == 0:
+	case !reLogoName.MatchString(b.LogoName):
+		v.addf("brand.logo_name", b.LogoName, "must be a file name ending in .svg or .png")
+	case len(b.Logo) > MaxLogo:
+		v.addf("brand.logo", b.Logo, "is larger than %d bytes, the status page's limit", MaxLogo)
+	case strings.HasSuffix(b.LogoName, ".png"):
+		if !bytes.HasPrefix(b.Logo, []byte("\x89PNG\r\n\x1a\n")) {
+			v.addf("brand.logo", b.Logo, "is not a PNG file")
+		}
+	default:
+		lower := bytes.ToLower(b.Logo)
+		switch {
+		case !bytes.Contains(b.Logo[:min(len(b.Logo), 512)], []byte("<svg")):
+			v.addf("brand.logo", b.Logo, "is not an SVG file (no <svg in its first 512 bytes)")
+		case bytes.Contains(lower, []byte("<script")) || bytes.Contains(lower, []byte("href=\"http")) || bytes.Contains(lower, []byte("href='http")):
+			v.addf("brand.logo", b.Logo, "SVG must not contain scripts or external references")
+		}
+	}
 }
 
 func (v *validator) banner(b string) {

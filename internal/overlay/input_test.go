@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/torwrt/torwrt/internal/status"
 )
 
 func TestDefaultsUnknownProfile(t *testing.T) {
@@ -118,6 +120,20 @@ func TestValidate(t *testing.T) {
 		{"mirror scheme", func(in *Input) { in.UpdateMirrors = []string{"ftp://x.org/"} }, `scheme must be https`},
 		{"version", func(in *Input) { in.FirmwareVersion = "1.0 beta" }, `input.firmware_version "1.0 beta": must match`},
 		{"epoch", func(in *Input) { in.SourceDateEpoch = -1 }, `input.source_date_epoch -1: must be between 0 and`},
+		{"build zero", func(in *Input) { in.FirmwareBuild = 0 }, `input.firmware_build 0: must be at least 1`},
+		{"brand colour", func(in *Input) { in.Brand.Colors.Primary = "red" }, `input.brand.colors.primary "red": must match`},
+		{"brand colour css", func(in *Input) { in.Brand.Colors.Text = "#000;}body{" }, `input.brand.colors.text`},
+		{"brand tagline markup", func(in *Input) { in.Brand.Tagline = "<b>hi</b>" }, `input.brand.tagline "<b>hi</b>": must be at most 200 characters`},
+		{"brand footer newline", func(in *Input) { in.Brand.Footer = "a\nb" }, `input.brand.footer`},
+		{"brand vendor long", func(in *Input) { in.Brand.Vendor = strings.Repeat("v", 129) }, `input.brand.vendor`},
+		{"brand support url", func(in *Input) { in.Brand.SupportURL = "javascript:alert(1)" }, `input.brand.support_url "javascript:alert(1)": must be an http(s) URL`},
+		{"brand language", func(in *Input) { in.Brand.Language = "EN" }, `input.brand.language "EN": must match`},
+		{"logo name", func(in *Input) { in.Brand.LogoName = "logo.gif" }, `input.brand.logo_name "logo.gif": must be a file name ending in .svg or .png`},
+		{"logo name without logo", func(in *Input) { in.Brand.Logo = nil }, `input.brand.logo_name "logo.svg": names a logo but brand.logo is empty`},
+		{"logo not svg", func(in *Input) { in.Brand.Logo = []byte("GIF89a") }, `input.brand.logo (6 bytes): is not an SVG file`},
+		{"logo not png", func(in *Input) { in.Brand.LogoName = "logo.png" }, `input.brand.logo (`},
+		{"logo script", func(in *Input) { in.Brand.Logo = []byte("<svg><script>alert(1)</script></svg>") }, `SVG must not contain scripts or external references`},
+		{"logo size", func(in *Input) { in.Brand.Logo = append([]byte("<svg>"), make([]byte, MaxLogo)...) }, `is larger than 12288 bytes, the status page's limit`},
 		{"extra path dots", func(in *Input) { in.ExtraFiles[0].Path = "/usr/../etc/shadow" }, `input.extra_files[0].path "/usr/../etc/shadow": must be a clean absolute path`},
 		{"extra path relative", func(in *Input) { in.ExtraFiles[0].Path = "usr/sbin/x" }, `must be a clean absolute path`},
 		{"extra setuid", func(in *Input) { in.ExtraFiles[0].Mode = 0o4755 }, `input.extra_files[0].mode "04755": must be permission bits only`},
@@ -200,5 +216,13 @@ func TestExtraConfigMustLint(t *testing.T) {
 	_, err := Render(t.Context(), in, t.TempDir()+"/out")
 	if err == nil || !strings.Contains(err.Error(), "rendered /etc/config/uhttpd does not lint: /etc/config/uhttpd:2: option listen_http: missing value") {
 		t.Fatalf("Render: %v", err)
+	}
+}
+
+// The logo limit is the status page's: a bigger logo would be dropped on
+// the router without a word.
+func TestMaxLogoMatchesStatusPage(t *testing.T) {
+	if MaxLogo != status.MaxLogo {
+		t.Fatalf("overlay.MaxLogo %d, status.MaxLogo %d", MaxLogo, status.MaxLogo)
 	}
 }

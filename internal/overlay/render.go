@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/torwrt/torwrt/internal/routerconf"
 	"github.com/torwrt/torwrt/internal/uci"
 )
 
@@ -97,6 +98,11 @@ func render(ctx context.Context, in Input) ([]renderedFile, error) {
 		return nil, err
 	}
 	data := newTmplData(in)
+	// The daemon refuses a config that does not validate; so does the
+	// build, before anything is flashed.
+	if err := data.Daemon.Validate(); err != nil {
+		return nil, fmt.Errorf("overlay: rendered %s does not validate: %w", routerconf.Path, err)
+	}
 	var files []renderedFile
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
@@ -117,6 +123,9 @@ func render(ctx context.Context, in Input) ([]renderedFile, error) {
 		for _, dir := range []string{"/etc/opkg/keys", KeysDir} {
 			files = append(files, renderedFile{path: dir + "/" + k.Fingerprint, mode: 0o644, data: bytes.Clone(k.PublicKey)})
 		}
+	}
+	if p := in.Brand.LogoPath(); p != "" {
+		files = append(files, renderedFile{path: p, mode: 0o644, data: bytes.Clone(in.Brand.Logo)})
 	}
 	for _, f := range in.ExtraFiles {
 		files = append(files, renderedFile{path: f.Path, mode: f.Mode, data: bytes.Clone(f.Data)})

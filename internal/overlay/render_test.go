@@ -5,19 +5,22 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"flag"
 	"io"
 	"io/fs"
+	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/torwrt/torwrt/internal/routerconf"
 	"github.com/torwrt/torwrt/internal/uci"
 )
 
@@ -360,32 +363,141 @@ func TestSSHKeysEnableDropbear(t *testing.T) {
 // testSSHKey is a syntactically valid ed25519 public key line.
 const testSSHKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl owner@laptop"
 
-func TestDaemonConfig(t *testing.T) {
-	in := testInput(t, "gl-mt300a")
-	dir, _ := renderTo(t, in)
-	b, err := os.ReadFile(filepath.Join(dir, "etc", "torwrt", "verify.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got daemonConfig
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&got); err != nil {
-		t.Fatal(err)
-	}
-	if got.KeysDir != KeysDir || got.Update.Threshold != 2 || !reflect.DeepEqual(got.Update.Mirrors, in.UpdateMirrors) {
-		t.Errorf("verify.json = %+v", got)
-	}
-	if got.Setup.Address != "10.73.0.1" || got.BuildEpoch != testEpoch || got.Board != "glinet,gl-mt300a" {
-		t.Errorf("verify.json = %+v", got)
-	}
-	for _, k := range in.ReleaseKeys {
-		for _, d := range []string{"etc/opkg/keys", "etc/torwrt/keys"} {
-			pub, err := os.ReadFile(filepath.Join(dir, d, k.Fingerprint))
-			if err != nil || !bytes.Equal(pub, k.PublicKey) {
-				t.Errorf("%s/%s: %v", d, k.Fingerprint, err)
+// TestRouterConfContract renders both profiles and reads the rendered
+// /etc/torwrt/verify.json the way torwrt-verify does (routerconf.Decode,
+// strict, then Validate), and checks it against the Input and the other
+// rendered files: the daemon, the firewall, torrc and the first-boot
+// script must agree on every address and path.
+func TestRouterConfContract(t *testing.T) {
+	for _, profile := range Profiles() {
+		t.Run(profile, func(t *testing.T) {
+			in := testInput(t, profile)
+			dir, _ := renderTo(t, in)
+			read := func(p string) []byte {
+				t.Helper()
+				b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(p, "/"))))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b
 			}
+			c, err := routerconf.Decode(read(routerconf.Path))
+			if err != nil {
+				t.Fatalf("routerconf.Decode: %v", err)
+			}
+			if err := c.Validate(); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			// Nothing is left to the daemon's defaults that the image
+			// decides.
+			before := *c
+			c.ApplyDefaults()
+			before.BoardFile = c.BoardFile // unused: board is set
+			if !reflect.DeepEqual(before, *c) {
+				t.Errorf("ApplyDefaults changed the rendered config: %+v -> %+v", before, *c)
+			}
+
+			if !reflect.DeepEqual(c.Mirrors, in.UpdateMirrors) || c.Threshold != in.UpdateThreshold || c.Board != in.Board {
+				t.Errorf("mirrors %q threshold %d board %q; input %q %d %q", c.Mirrors, c.Threshold, c.Board, in.UpdateMirrors, in.UpdateThreshold, in.Board)
+			}
+			if c.KeysDir != KeysDir || c.BuildEpoch != in.SourceDateEpoch {
+				t.Errorf("keys_dir %q build_epoch %d", c.KeysDir, c.BuildEpoch)
+			}
+			for _, k := range in.ReleaseKeys {
+				if pub := read(c.KeysDir + "/" + k.Fingerprint); !bytes.Equal(pub, k.PublicKey) {
+					t.Errorf("%s/%s differs from the release key", c.KeysDir, k.Fingerprint)
+				}
+			}
+			wantListen := []string{
+				strings.Split(in.TorOff.Address, "/")[0] + ":80",
+				strings.Split(in.TorMedium.Address, "/")[0] + ":80",
+				strings.Split(in.TorMax.Address, "/")[0] + ":80",
+			}
+			if !reflect.DeepEqual(c.Listen, wantListen) {
+				t.Errorf("listen %q, want %q", c.Listen, wantListen)
+			}
+			for i, n := range in.nets() {
+				got := c.Networks[i]
+				want := netip.MustParsePrefix(n.Address).Masked().String()
+				if got.Name != netNames[i] || !reflect.DeepEqual(got.Prefixes, []string{want}) || got.SSID != in.SSIDPrefix+"-"+netNames[i] {
+					t.Errorf("networks[%d] = %+v, want %s %s", i, got, netNames[i], want)
+				}
+			}
+			if len(c.Networks) != 3 {
+				t.Errorf("%d networks", len(c.Networks))
+			}
+			wantSetup := routerconf.Setup{Network: "tor_max", Address: strings.Split(in.TorMax.Address, "/")[0],
+				SecretsFile: routerconf.SecretsFile, DoneFile: routerconf.SetupDoneFile}
+			if c.Setup == nil || *c.Setup != wantSetup {
+				t.Errorf("setup %+v, want %+v", c.Setup, wantSetup)
+			}
+			// The first-boot script writes the file the daemon shows and
+			// removes the flag the daemon checks.
+			fb := string(read("/etc/uci-defaults/90-torwrt-firstboot"))
+			if !strings.Contains(fb, "\nSECRETS="+c.Setup.SecretsFile+"\n") || !strings.Contains(fb, "rm -f "+c.Setup.DoneFile+"\n") {
+				t.Errorf("first-boot script does not use %s and %s", c.Setup.SecretsFile, c.Setup.DoneFile)
+			}
+			// Tor listens where the daemon connects.
+			torrc := string(read("/etc/tor/torrc"))
+			for _, want := range []string{"SocksPort " + c.SOCKS, "ControlPort " + c.Control, "CookieAuthentication 1", "DataDirectory " + path.Dir(c.Cookie)} {
+				if !strings.Contains(torrc, want+"\n") {
+					t.Errorf("torrc lacks %q", want)
+				}
+			}
+
+			// The state survives sysupgrade: keep.d lists its directory.
+			keep := strings.Split(string(read("/lib/upgrade/keep.d/torwrt")), "\n")
+			for _, p := range []string{path.Dir(c.State) + "/", c.Setup.SecretsFile, c.Setup.DoneFile} {
+				if !slices.Contains(keep, p) {
+					t.Errorf("keep.d does not list %s", p)
+				}
+			}
+			if path.Dir(c.State) != routerconf.StateDir {
+				t.Errorf("state %s outside %s", c.State, routerconf.StateDir)
+			}
+
+			// The release file describes this firmware.
+			rel, err := routerconf.DecodeRelease(read(c.ReleaseFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := (routerconf.Release{Product: in.ProductName, Version: in.FirmwareVersion, Build: in.FirmwareBuild}); rel != want {
+				t.Errorf("release %+v, want %+v", rel, want)
+			}
+
+			// The brand, and its logo where logo_file points.
+			b := c.Brand
+			if b == nil || b.ProductName != in.ProductName || b.Vendor != in.Brand.Vendor || b.Colors != in.Brand.Colors ||
+				b.Texts.Tagline != in.Brand.Tagline || b.Texts.Footer != in.Brand.Footer || b.SupportURL != in.Brand.SupportURL || b.Language != in.Brand.Language {
+				t.Errorf("brand %+v, input %+v", b, in.Brand)
+			}
+			if c.LogoFile != "/etc/torwrt/logo.svg" || !bytes.Equal(read(c.LogoFile), in.Brand.Logo) {
+				t.Errorf("logo_file %q does not hold the brand's logo", c.LogoFile)
+			}
+
+			// procd starts the daemon with this config.
+			initd := string(read("/etc/init.d/torwrt-verify"))
+			if !strings.Contains(initd, `procd_set_param command "$PROG" daemon --config `+routerconf.Path+"\n") {
+				t.Errorf("init script does not start the daemon with %s:\n%s", routerconf.Path, initd)
+			}
+		})
+	}
+}
+
+// TestNoLogo: without a logo there is no logo file and no logo_file.
+func TestNoLogo(t *testing.T) {
+	in := testInput(t, "gl-ar150")
+	in.Brand = StatusBrand{}
+	dir, out := renderTo(t, in)
+	for _, f := range out.Files {
+		if strings.HasPrefix(f.Path, routerconf.LogoBase) {
+			t.Errorf("%s rendered without a logo", f.Path)
 		}
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "etc/torwrt/verify.json"))
+	c, err := routerconf.Decode(b)
+	if err != nil || c.Validate() != nil || c.LogoFile != "" || c.Brand.ProductName != in.ProductName {
+		t.Errorf("verify.json without a logo: %v %+v", err, c)
 	}
 }
 

@@ -9,10 +9,12 @@ import (
 	"net/netip"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
 
+	"github.com/torwrt/torwrt/internal/routerconf"
 	"github.com/torwrt/torwrt/internal/uci"
 	overlayfiles "github.com/torwrt/torwrt/overlay"
 )
@@ -30,7 +32,15 @@ type tmplData struct {
 	SSH              bool
 	Banner           string
 	RestoreFiles     []string
-	Daemon           daemonConfig
+	// Daemon is /etc/torwrt/verify.json, Release /etc/torwrt/release.json.
+	Daemon  routerconf.Config
+	Release routerconf.Release
+	// Paths on the router that the scripts and the daemon share.
+	ConfigPath    string
+	StateDir      string
+	SecretsFile   string
+	SetupDoneFile string
+	SetupURL      string
 }
 
 type netData struct {
@@ -51,56 +61,6 @@ type netData struct {
 
 type ports struct {
 	SSH, DHCP, Status, Socks, Control, Trans, DNS int
-}
-
-// daemonConfig is /etc/torwrt/verify.json, read by `torwrt-verify daemon`.
-// Field order is fixed by the struct, so the JSON is deterministic.
-type daemonConfig struct {
-	Profile         string `json:"profile"`
-	Board           string `json:"board"`
-	Target          string `json:"target"`
-	ProductName     string `json:"product_name"`
-	FirmwareVersion string `json:"firmware_version"`
-	// BuildEpoch is a floor for the clock: the router has no RTC.
-	BuildEpoch int64        `json:"build_epoch"`
-	KeysDir    string       `json:"keys_dir"`
-	Update     updateConfig `json:"update"`
-	Tor        torConfig    `json:"tor"`
-	Status     statusConfig `json:"status"`
-	Setup      setupConfig  `json:"setup"`
-	Networks   []netConfig  `json:"networks"`
-	StateDir   string       `json:"state_dir"`
-}
-
-type updateConfig struct {
-	Mirrors   []string `json:"mirrors"`
-	Threshold int      `json:"threshold"`
-}
-
-type torConfig struct {
-	SocksAddr   string `json:"socks_addr"`
-	ControlAddr string `json:"control_addr"`
-	CookieFile  string `json:"cookie_file"`
-}
-
-type statusConfig struct {
-	Listen string `json:"listen"`
-	Path   string `json:"path"`
-}
-
-// setupConfig tells the daemon where the first-boot secrets are and to
-// whom it may show them: clients that reach it on Address (the tor_max
-// network, where the wired port is), until DoneFile exists.
-type setupConfig struct {
-	SecretsFile string `json:"secrets_file"`
-	DoneFile    string `json:"done_file"`
-	Network     string `json:"network"`
-	Address     string `json:"address"`
-}
-
-type netConfig struct {
-	Name    string `json:"name"`
-	Address string `json:"address"`
 }
 
 var policies = [3]string{
@@ -157,33 +117,55 @@ func newTmplData(in Input) tmplData {
 		d.Nets = append(d.Nets, nd)
 	}
 	d.Off, d.Medium, d.Max = d.Nets[0], d.Nets[1], d.Nets[2]
-	d.Daemon = daemonConfig{
-		Profile:         in.Profile,
-		Board:           in.Board,
-		Target:          in.Target,
-		ProductName:     in.ProductName,
-		FirmwareVersion: in.FirmwareVersion,
-		BuildEpoch:      in.SourceDateEpoch,
-		KeysDir:         KeysDir,
-		Update:          updateConfig{Mirrors: in.UpdateMirrors, Threshold: in.UpdateThreshold},
-		Tor: torConfig{
-			SocksAddr:   "127.0.0.1:" + strconv.Itoa(PortSocks),
-			ControlAddr: "127.0.0.1:" + strconv.Itoa(PortControl),
-			CookieFile:  "/var/lib/tor/control_auth_cookie",
-		},
-		Status: statusConfig{Listen: ":" + strconv.Itoa(PortStatus), Path: StatusPath},
-		Setup: setupConfig{
-			SecretsFile: "/etc/torwrt/device-secrets",
-			DoneFile:    "/etc/torwrt/setup-done",
-			Network:     d.Max.Name,
-			Address:     d.Max.Addr,
-		},
-		StateDir: "/etc/torwrt/state",
-	}
-	for _, n := range d.Nets {
-		d.Daemon.Networks = append(d.Daemon.Networks, netConfig{Name: n.Name, Address: n.Addr + "/" + strings.SplitN(n.Prefix, "/", 2)[1]})
-	}
+	d.ConfigPath = routerconf.Path
+	d.StateDir = routerconf.StateDir
+	d.SecretsFile = routerconf.SecretsFile
+	d.SetupDoneFile = routerconf.SetupDoneFile
+	d.SetupURL = "http://" + d.Max.Addr + routerconf.SetupPath
+	d.Daemon = daemonConfig(in, d.Nets)
+	d.Release = routerconf.Release{Product: in.ProductName, Version: in.FirmwareVersion, Build: in.FirmwareBuild}
 	return d
+}
+
+// daemonConfig is what torwrt-verify reads: the same addresses as the
+// firewall and torrc, the release's mirrors and keys, and the brand.
+func daemonConfig(in Input, nets []netData) routerconf.Config {
+	c := routerconf.Config{
+		Mirrors:     slices.Clone(in.UpdateMirrors),
+		KeysDir:     KeysDir,
+		Threshold:   in.UpdateThreshold,
+		Board:       in.Board,
+		SOCKS:       "127.0.0.1:" + strconv.Itoa(PortSocks),
+		Control:     "127.0.0.1:" + strconv.Itoa(PortControl),
+		Cookie:      "/var/lib/tor/control_auth_cookie",
+		State:       routerconf.StateFile,
+		ReleaseFile: routerconf.ReleasePath,
+		DownloadDir: "/tmp",
+		BuildEpoch:  in.SourceDateEpoch,
+		Brand: &routerconf.Brand{
+			ProductName: in.ProductName,
+			Vendor:      in.Brand.Vendor,
+			Colors:      in.Brand.Colors,
+			Texts:       routerconf.Texts{Tagline: in.Brand.Tagline, Footer: in.Brand.Footer},
+			SupportURL:  in.Brand.SupportURL,
+			Language:    in.Brand.Language,
+		},
+		LogoFile: in.Brand.LogoPath(),
+	}
+	for _, n := range nets {
+		c.Listen = append(c.Listen, n.Addr+":"+strconv.Itoa(PortStatus))
+		c.Networks = append(c.Networks, routerconf.Network{Name: n.Name, Prefixes: []string{n.Prefix}, SSID: n.SSID})
+	}
+	// The setup view is for the network with the wired LAN port, the
+	// only one a new owner can join without a Wi-Fi passphrase.
+	setupNet := nets[2]
+	c.Setup = &routerconf.Setup{
+		Network:     setupNet.Name,
+		Address:     setupNet.Addr,
+		SecretsFile: routerconf.SecretsFile,
+		DoneFile:    routerconf.SetupDoneFile,
+	}
+	return c
 }
 
 func netmask(bits int) string {
