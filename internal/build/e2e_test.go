@@ -116,7 +116,7 @@ func (f *fixture) options(t *testing.T, p *profile.Profile, out, cache string) O
 	return Options{
 		Root: root, Profile: p, Lock: f.sim.Locks[p.ID], Brand: f.brand, OutDir: out, CacheDir: cache,
 		WorkDir: filepath.Join(t.TempDir(), "work"),
-		Engine: "podman", Signer: imagesig.KeySigner{Key: f.key}, ReleaseKeys: []*usign.PublicKey{f.key.Public()},
+		Engine:  "podman", Signer: imagesig.KeySigner{Key: f.key}, ReleaseKeys: []*usign.PublicKey{f.key.Public()},
 		PackageSources: f.sim.PackageDirs, Simulated: true, InsecureRegistry: true, Version: "0.1.0",
 		Progress: testWriter{t},
 	}

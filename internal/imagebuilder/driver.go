@@ -32,7 +32,7 @@ const (
 
 // Driver runs make targets of one ImageBuilder image.
 type Driver struct {
-	Runner container.Runner
+	Runner  container.Runner
 	IBImage *container.Image
 	// LogDir keeps the full output of every make run.
 	LogDir string
