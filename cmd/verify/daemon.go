@@ -107,7 +107,12 @@ func (c *config) statusBrand() (status.Brand, error) {
 	if rb := c.Brand; rb != nil {
 		b.ProductName, b.Vendor, b.SupportURL = rb.ProductName, rb.Vendor, rb.SupportURL
 		b.Colors.Accent, b.Colors.Background, b.Colors.Text = rb.Colors.Primary, rb.Colors.Background, rb.Colors.Text
-		b.Texts.Tagline, b.Texts.Footer = rb.Texts.Tagline, rb.Texts.Footer
+		b.Language = rb.Language
+		t := rb.Texts
+		b.Texts = status.Texts{
+			Tagline: t.Tagline, Footer: t.Footer, TorUp: t.TorUp, TorStarting: t.TorStarting, TorDown: t.TorDown,
+			NetOff: t.NetOff, NetMedium: t.NetMedium, NetMax: t.NetMax, NetUnknown: t.NetUnknown,
+		}
 	}
 	if c.LogoFile != "" {
 		logo, err := readLimited(c.LogoFile, status.MaxLogo)

@@ -23,9 +23,13 @@ func renderOverlay(ctx context.Context, o Options, daemon []byte, dest string) (
 	in.ProductName = b.ProductName
 	in.Banner = b.BannerText
 	in.Brand = overlay.StatusBrand{
-		Vendor:     b.Vendor,
-		Colors:     routerconf.Colors{Primary: b.Colors.Primary, Background: b.Colors.Background, Text: b.Colors.Text},
-		Tagline:    b.Texts.Tagline,
+		Vendor:  b.Vendor,
+		Colors:  routerconf.Colors{Primary: b.Colors.Primary, Background: b.Colors.Background, Text: b.Colors.Text},
+		Tagline: b.Texts.Tagline,
+		More: routerconf.Texts{
+			TorUp: b.Texts.TorUp, TorStarting: b.Texts.TorStarting, TorDown: b.Texts.TorDown,
+			NetOff: b.Texts.NetOff, NetMedium: b.Texts.NetMedium, NetMax: b.Texts.NetMax, NetUnknown: b.Texts.NetUnknown,
+		},
 		Footer:     b.Texts.Footer,
 		SupportURL: b.SupportURL,
 		Language:   b.Language,

@@ -92,10 +92,13 @@ type Input struct {
 type StatusBrand struct {
 	Vendor string `json:"vendor,omitempty"`
 	// Colors are #rrggbb.
-	Colors     routerconf.Colors `json:"colors"`
-	Tagline    string            `json:"tagline,omitempty"`
-	Footer     string            `json:"footer,omitempty"`
-	SupportURL string            `json:"support_url,omitempty"`
+	Colors  routerconf.Colors `json:"colors"`
+	Tagline string            `json:"tagline,omitempty"`
+	Footer  string            `json:"footer,omitempty"`
+	// More holds the optional status page sentences (tor_up, net_off, …);
+	// its Tagline and Footer are ignored in favour of the fields above.
+	More       routerconf.Texts `json:"more_texts,omitempty"`
+	SupportURL string           `json:"support_url,omitempty"`
 	// Language is a tag like "en" or "de-CH".
 	Language string `json:"language,omitempty"`
 	// LogoName is the brand's logo file name; its extension (.svg or
@@ -431,6 +434,11 @@ func (v *validator) brand(b StatusBrand) {
 	text("brand.vendor", b.Vendor, 128)
 	text("brand.tagline", b.Tagline, 200)
 	text("brand.footer", b.Footer, 200)
+	more := b.More
+	more.Tagline, more.Footer = "", ""
+	for name, s := range more.Fields() {
+		text("brand.texts."+name, s, 200)
+	}
 	for _, c := range []struct{ f, val string }{
 		{"brand.colors.primary", b.Colors.Primary},
 		{"brand.colors.background", b.Colors.Background},

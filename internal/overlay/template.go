@@ -146,7 +146,7 @@ func daemonConfig(in Input, nets []netData) routerconf.Config {
 			ProductName: in.ProductName,
 			Vendor:      in.Brand.Vendor,
 			Colors:      in.Brand.Colors,
-			Texts:       routerconf.Texts{Tagline: in.Brand.Tagline, Footer: in.Brand.Footer},
+			Texts:       brandTexts(in.Brand),
 			SupportURL:  in.Brand.SupportURL,
 			Language:    in.Brand.Language,
 		},
@@ -303,4 +303,12 @@ func execTemplate(p string, data tmplData) ([]byte, error) {
 		return nil, fmt.Errorf("overlay: rendering %s: %w", p, err)
 	}
 	return b.Bytes(), nil
+}
+
+// brandTexts merges the brand's tagline and footer with its optional
+// status page sentences.
+func brandTexts(b StatusBrand) routerconf.Texts {
+	t := b.More
+	t.Tagline, t.Footer = b.Tagline, b.Footer
+	return t
 }

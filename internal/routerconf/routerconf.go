@@ -170,6 +170,24 @@ type Colors struct {
 type Texts struct {
 	Tagline string `json:"tagline,omitempty"`
 	Footer  string `json:"footer,omitempty"`
+	// Optional replacements of the status page's sentences; empty keeps
+	// the default wording.
+	TorUp       string `json:"tor_up,omitempty"`
+	TorStarting string `json:"tor_starting,omitempty"`
+	TorDown     string `json:"tor_down,omitempty"`
+	NetOff      string `json:"net_off,omitempty"`
+	NetMedium   string `json:"net_medium,omitempty"`
+	NetMax      string `json:"net_max,omitempty"`
+	NetUnknown  string `json:"net_unknown,omitempty"`
+}
+
+// Fields lists the texts by their JSON names, for validation.
+func (t Texts) Fields() map[string]string {
+	return map[string]string{
+		"tagline": t.Tagline, "footer": t.Footer, "tor_up": t.TorUp, "tor_starting": t.TorStarting,
+		"tor_down": t.TorDown, "net_off": t.NetOff, "net_medium": t.NetMedium, "net_max": t.NetMax,
+		"net_unknown": t.NetUnknown,
+	}
 }
 
 // Release is /etc/torwrt/release.json: the running firmware, written into
@@ -507,8 +525,9 @@ func (k *checker) setup(s *Setup, ns []Network, listen []netip.AddrPort) {
 func (k *checker) brand(b Brand) {
 	k.text("brand.product_name", b.ProductName, 64)
 	k.text("brand.vendor", b.Vendor, 128)
-	k.text("brand.texts.tagline", b.Texts.Tagline, maxText)
-	k.text("brand.texts.footer", b.Texts.Footer, maxText)
+	for name, v := range b.Texts.Fields() {
+		k.text("brand.texts."+name, v, maxText)
+	}
 	for _, c := range []struct{ f, v string }{
 		{"brand.colors.primary", b.Colors.Primary},
 		{"brand.colors.background", b.Colors.Background},

@@ -14,6 +14,9 @@ import (
 type Brand struct {
 	ProductName string `json:"product_name"`
 	Vendor      string `json:"vendor"`
+	// Language is the language tag of the texts (the page's lang
+	// attribute), e.g. "en" or "pt-BR".
+	Language string `json:"language,omitempty"`
 	// Logo is an SVG or PNG file's bytes; LogoDataURI is a ready
 	// "data:image/png;base64,..." or "data:image/svg+xml;base64,..." URI.
 	// The logo is inlined as an <img>, so an SVG cannot run scripts, and
@@ -93,6 +96,9 @@ func (b Brand) normalized() Brand {
 	}
 	str(&b.ProductName, d.ProductName, 64)
 	str(&b.Vendor, d.Vendor, 128)
+	if !isLangTag(b.Language) {
+		b.Language = "en"
+	}
 	col := func(v *string, def string) {
 		if !isHexColor(*v) {
 			*v = def
@@ -124,6 +130,29 @@ func (b Brand) normalized() Brand {
 	}
 	b.Logo = nil
 	return b
+}
+
+// LogoDataURI returns the data URI the page shows logo as, or "" if logo
+// is not a PNG or SVG of at most MaxLogo bytes.
+func LogoDataURI(logo []byte) string { return logoURI(logo, "") }
+
+// isLangTag accepts tags like en, de, pt-BR.
+func isLangTag(s string) bool {
+	main, region, hasRegion := strings.Cut(s, "-")
+	if len(main) < 2 || len(main) > 3 || hasRegion && len(region) != 2 {
+		return false
+	}
+	for _, c := range main {
+		if c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	for _, c := range region {
+		if c < 'A' || c > 'Z' {
+			return false
+		}
+	}
+	return true
 }
 
 func isHexColor(s string) bool {

@@ -140,7 +140,7 @@ func TestBrandSanitized(t *testing.T) {
 	if strings.Contains(html, "<script>") || strings.Contains(html, "javascript:") || strings.Contains(html, "red;") {
 		t.Fatalf("brand injected markup:\n%s", html)
 	}
-	if !strings.Contains(html, "Evil&lt;script&gt;") || !strings.Contains(html, "background:#000") || !strings.Contains(html, "All good") {
+	if !strings.Contains(html, "Evil&lt;script&gt;") || !strings.Contains(html, "--bg:#000") || !strings.Contains(html, "All good") {
 		t.Fatal("valid brand fields not used")
 	}
 	if !strings.Contains(html, `src="data:image/svg+xml;base64,`) {
