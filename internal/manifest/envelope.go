@@ -274,6 +274,23 @@ func (env *Envelope) verifySignatures(keys *usign.Keyring, threshold int) (signe
 	if threshold > keys.Len() {
 		return nil, nil, fmt.Errorf("%w: threshold %d can never be met with %d trusted keys", ErrConfig, threshold, keys.Len())
 	}
+	signers, ignored = env.CountSignatures(keys)
+	if len(signers) < threshold {
+		why := ""
+		if len(ignored) > 0 {
+			why = "; not counted: " + strings.Join(ignored, "; ")
+		}
+		return nil, ignored, fmt.Errorf("%w: %d valid of %d required (from %d signatures)%s",
+			ErrThreshold, len(signers), threshold, len(env.Signatures), why)
+	}
+	return signers, ignored, nil
+}
+
+// CountSignatures returns the distinct trusted keys with a valid signature
+// over the payload, sorted, and why every other signature did not count.
+// A key that signed twice counts once; unknown keys and bad signatures
+// (all-zero included) never count.
+func (env *Envelope) CountSignatures(keys *usign.Keyring) (signers, ignored []string) {
 	counted := map[usign.Fingerprint]bool{}
 	for i, s := range env.Signatures {
 		fp := s.Sig.Fingerprint
@@ -289,13 +306,5 @@ func (env *Envelope) verifySignatures(keys *usign.Keyring, threshold int) (signe
 		signers = append(signers, fp.String())
 	}
 	sort.Strings(signers)
-	if len(signers) < threshold {
-		why := ""
-		if len(ignored) > 0 {
-			why = "; not counted: " + strings.Join(ignored, "; ")
-		}
-		return nil, ignored, fmt.Errorf("%w: %d valid of %d required (from %d signatures)%s",
-			ErrThreshold, len(signers), threshold, len(env.Signatures), why)
-	}
-	return signers, ignored, nil
+	return signers, ignored
 }

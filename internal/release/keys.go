@@ -156,29 +156,8 @@ func NewKeyListEnvelope(kl *KeyList) ([]byte, error) {
 	return env.Marshal()
 }
 
-// countSignatures counts distinct keys of kr with a valid signature over
-// env's payload; repeated keys count once, unknown and bad ones never.
-func countSignatures(env *manifest.Envelope, kr *usign.Keyring) (valid []string, ignored []string) {
-	counted := map[usign.Fingerprint]bool{}
-	for i, s := range env.Signatures {
-		fp := s.Sig.Fingerprint
-		if counted[fp] {
-			ignored = append(ignored, fmt.Sprintf("signatures[%d]: key %s already counted", i, fp))
-			continue
-		}
-		if _, err := kr.VerifyReader(bytes.NewReader(env.Signed), s.Sig); err != nil {
-			ignored = append(ignored, fmt.Sprintf("signatures[%d]: %v", i, err))
-			continue
-		}
-		counted[fp] = true
-		valid = append(valid, fp.String())
-	}
-	sort.Strings(valid)
-	return valid, ignored
-}
-
 func threshold(env *manifest.Envelope, kr *usign.Keyring, m int, what string) error {
-	valid, ignored := countSignatures(env, kr)
+	valid, ignored := env.CountSignatures(kr)
 	if len(valid) < m {
 		why := ""
 		if len(ignored) > 0 {
