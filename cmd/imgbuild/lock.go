@@ -67,7 +67,7 @@ func runLock(ctx context.Context, e env, args []string) error {
 		l, err := lock.Resolve(ctx, lock.Options{
 			Profile: p, ResolveTag: resolveTag,
 			Cache:  &container.Cache{Dir: filepath.Join(cacheDir, "images"), Progress: e.stderr},
-			Runner: runner, Feeds: lock.DefaultFeeds(p), Keys: keys,
+			Runner: runner, Keys: keys, // feeds: the pinned image's own repositories.conf
 			HTTPClient: http.DefaultClient, WorkDir: work, Progress: e.stderr,
 		})
 		if err != nil {

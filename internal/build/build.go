@@ -39,6 +39,7 @@ import (
 	"github.com/torwrt/torwrt/internal/provenance"
 	"github.com/torwrt/torwrt/internal/release"
 	"github.com/torwrt/torwrt/internal/signer"
+	"github.com/torwrt/torwrt/internal/squashfs"
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
@@ -81,32 +82,35 @@ type Options struct {
 
 // Report is the build report, written as build-report.json.
 type Report struct {
-	Profile         string            `json:"profile"`
-	Brand           string            `json:"brand"`
-	Simulated       bool              `json:"simulated"`
-	Note            string            `json:"note,omitempty"`
-	Version         string            `json:"version"`
-	Build           uint64            `json:"build"`
-	SourceDateEpoch int64             `json:"source_date_epoch"`
-	ImageBuilder    string            `json:"imagebuilder_image"`
-	Engine          string            `json:"engine"`
-	LockSHA256      string            `json:"lock_sha256"`
-	ProfileSHA256   string            `json:"profile_sha256"`
-	Daemon          *gobuild.Result   `json:"daemon"`
-	OverlaySHA256   string            `json:"overlay_sha256"`
-	Packages        []string          `json:"packages"`
-	Normalize       *normalize.Result `json:"normalize"`
-	StrippedIBSig   bool              `json:"stripped_imagebuilder_signature"`
-	Image           string            `json:"image"`
-	ImageSHA256     string            `json:"image_sha256"`
-	ImageSize       int64             `json:"image_size"`
-	RootfsBytes     int64             `json:"payload_size"`
-	SizeLimit       int64             `json:"size_limit"`
-	SignedBy        string            `json:"signed_by"`
-	Board           string            `json:"board"`
-	Outputs         []string          `json:"outputs"`
-	DistDir         string            `json:"dist_dir"`
-	Timings         map[string]string `json:"timings"`
+	Profile         string          `json:"profile"`
+	Brand           string          `json:"brand"`
+	Simulated       bool            `json:"simulated"`
+	Note            string          `json:"note,omitempty"`
+	Version         string          `json:"version"`
+	Build           uint64          `json:"build"`
+	SourceDateEpoch int64           `json:"source_date_epoch"`
+	ImageBuilder    string          `json:"imagebuilder_image"`
+	Engine          string          `json:"engine"`
+	LockSHA256      string          `json:"lock_sha256"`
+	ProfileSHA256   string          `json:"profile_sha256"`
+	Daemon          *gobuild.Result `json:"daemon"`
+	OverlaySHA256   string          `json:"overlay_sha256"`
+	Packages        []string        `json:"packages"`
+	// InstalledInImage counts the packages the image's own opkg status
+	// database lists; they must equal Packages.
+	InstalledInImage int               `json:"installed_in_image"`
+	Normalize        *normalize.Result `json:"normalize"`
+	StrippedIBSig    bool              `json:"stripped_imagebuilder_signature"`
+	Image            string            `json:"image"`
+	ImageSHA256      string            `json:"image_sha256"`
+	ImageSize        int64             `json:"image_size"`
+	RootfsBytes      int64             `json:"payload_size"`
+	SizeLimit        int64             `json:"size_limit"`
+	SignedBy         string            `json:"signed_by"`
+	Board            string            `json:"board"`
+	Outputs          []string          `json:"outputs"`
+	DistDir          string            `json:"dist_dir"`
+	Timings          map[string]string `json:"timings"`
 }
 
 // ErrTooBig: the image does not fit the board's flash.
@@ -123,6 +127,8 @@ type pipeline struct {
 	logf   func(format string, a ...any)
 	runner container.Runner
 	image  *container.Image
+	// installed is the ImageBuilder's .manifest: what it says it installed.
+	installed []imagebuilder.Package
 }
 
 // Run builds one profile.
@@ -382,6 +388,9 @@ func (p *pipeline) post(ctx context.Context) error {
 	}
 	os.RemoveAll(scratch)
 	p.rep.Normalize = nres
+	if err := p.checkOpkgStatus(payload); err != nil {
+		return err
+	}
 	if nres.Repacked {
 		p.logf("normalized root filesystem times (%s)", strings.Join(nres.Reasons, "; "))
 	}
@@ -421,6 +430,7 @@ func (p *pipeline) checkManifest(bin, imageName string) error {
 	if err != nil {
 		return err
 	}
+	p.installed = installed
 	var problems []string
 	got := map[string]bool{}
 	for _, pk := range installed {
@@ -447,6 +457,64 @@ func (p *pipeline) checkManifest(bin, imageName string) error {
 		return err
 	}
 	_ = manifestNameRE
+	return nil
+}
+
+// checkOpkgStatus reads the opkg status database out of the image's own
+// root filesystem (what is really installed, whatever the ImageBuilder's
+// .manifest says) and requires it to list exactly the manifest's packages
+// at the same versions. The lock was already compared with the manifest.
+func (p *pipeline) checkOpkgStatus(payload []byte) error {
+	fsys, _, err := squashfs.OpenInImage(bytes.NewReader(payload), int64(len(payload)))
+	if err != nil {
+		return fmt.Errorf("reading the image's root filesystem: %w", err)
+	}
+	f, err := fsys.Open("usr/lib/opkg/status")
+	if err != nil {
+		return fmt.Errorf("the image has no opkg status database (/usr/lib/opkg/status): %w", err)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 4<<20))
+	f.Close()
+	if err != nil {
+		return err
+	}
+	inImage := map[string]string{}
+	for _, stanza := range strings.Split(string(data), "\n\n") {
+		var name, version, state string
+		for _, line := range strings.Split(stanza, "\n") {
+			k, v, _ := strings.Cut(line, ": ")
+			switch k {
+			case "Package":
+				name = v
+			case "Version":
+				version = v
+			case "Status":
+				state = v
+			}
+		}
+		if name != "" && strings.HasSuffix(state, " installed") {
+			inImage[name] = version
+		}
+	}
+	var problems []string
+	for _, pk := range p.installed {
+		v, ok := inImage[pk.Name]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("%s is in the .manifest but not installed in the image", pk.Name))
+		case v != pk.Version:
+			problems = append(problems, fmt.Sprintf("%s is %s in the image, %s in the .manifest", pk.Name, v, pk.Version))
+		}
+		delete(inImage, pk.Name)
+	}
+	for name, v := range inImage {
+		problems = append(problems, fmt.Sprintf("%s %s is installed in the image but not in the .manifest", name, v))
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return fmt.Errorf("%w: the image's opkg status database disagrees with the ImageBuilder's .manifest: %s", ErrDrift, strings.Join(problems, "; "))
+	}
+	p.rep.InstalledInImage = len(p.installed)
 	return nil
 }
 

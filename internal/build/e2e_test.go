@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/torwrt/torwrt/internal/brand"
+	"github.com/torwrt/torwrt/internal/container"
 	"github.com/torwrt/torwrt/internal/imagebuilder"
 	"github.com/torwrt/torwrt/internal/imagediff"
 	"github.com/torwrt/torwrt/internal/imagesig"
+	"github.com/torwrt/torwrt/internal/lock"
 	"github.com/torwrt/torwrt/internal/profile"
 	"github.com/torwrt/torwrt/internal/squashfs"
 	"github.com/torwrt/torwrt/internal/usign"
@@ -376,5 +378,32 @@ func assertNoOutput(t *testing.T, out string) {
 	entries, _ := os.ReadDir(out)
 	for _, e := range entries {
 		t.Errorf("failed build left %s in dist", e.Name())
+	}
+}
+
+// The real lock reads the feeds from the pinned ImageBuilder's own
+// repositories.conf; the simulated one lists the same https feeds a real
+// 24.10 ImageBuilder does.
+func TestImageFeedsFromPinnedImageBuilder(t *testing.T) {
+	f := setup(t)
+	for _, p := range f.profiles {
+		c := &container.Cache{Dir: t.TempDir(), Insecure: true}
+		img, err := c.Pull(t.Context(), f.sim.Locks[p.ID].Image.Ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		feeds, err := lock.ImageFeeds(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(feeds) < 2 {
+			t.Fatalf("%s: feeds %+v", p.ID, feeds)
+		}
+		for _, fd := range feeds {
+			if !strings.HasPrefix(fd.URL, "https://") || !strings.Contains(fd.URL, "24.10.3") {
+				t.Errorf("%s: feed %+v", p.ID, fd)
+			}
+		}
+		t.Logf("%s: %d feeds, e.g. %s", p.ID, len(feeds), feeds[0].URL)
 	}
 }

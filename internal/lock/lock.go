@@ -8,6 +8,7 @@
 package lock
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
@@ -20,6 +21,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/torwrt/torwrt/internal/container"
 	"github.com/torwrt/torwrt/internal/imagebuilder"
@@ -115,8 +118,16 @@ func Resolve(ctx context.Context, o Options) (*profile.Lock, error) {
 	if err != nil {
 		return nil, err
 	}
+	feeds := o.Feeds
+	if len(feeds) == 0 {
+		// The pinned ImageBuilder names its own feeds (core, base,
+		// packages, …, and the kmods feed of its exact kernel).
+		if feeds, err = ImageFeeds(img); err != nil {
+			return nil, err
+		}
+	}
 	var entries []Entry
-	for _, f := range o.Feeds {
+	for _, f := range feeds {
 		es, err := fetchIndex(ctx, o, f)
 		if err != nil {
 			return nil, err
@@ -313,4 +324,73 @@ func ParseIndex(data []byte) ([]Entry, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// maxReposConf bounds the repositories.conf read out of an image.
+const maxReposConf = 64 << 10
+
+// ImageFeeds reads the https feeds an ImageBuilder image lists in its
+// repositories.conf (in its working directory).
+func ImageFeeds(img *container.Image) ([]Feed, error) {
+	v1img, err := img.OpenImage()
+	if err != nil {
+		return nil, err
+	}
+	wd := strings.Trim(img.WorkingDir, "/")
+	if wd == "" {
+		wd = "builder"
+	}
+	want := wd + "/repositories.conf"
+	rc := mutate.Extract(v1img)
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil, fmt.Errorf("image %s has no /%s; pass the feeds explicitly", img.Digest, want)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading image %s: %w", img.Digest, err)
+		}
+		if strings.TrimPrefix(h.Name, "./") != want || h.Typeflag != tar.TypeReg {
+			continue
+		}
+		data, err := io.ReadAll(io.LimitReader(tr, maxReposConf+1))
+		if err != nil {
+			return nil, err
+		}
+		if len(data) > maxReposConf {
+			return nil, fmt.Errorf("/%s in %s is larger than %d bytes", want, img.Digest, maxReposConf)
+		}
+		return ParseReposConf(data)
+	}
+}
+
+// ParseReposConf returns the https feeds of an opkg repositories.conf:
+// `src/gz NAME URL` and `src NAME URL` lines. Local feeds (file:) are the
+// ImageBuilder's bundled packages, pinned by its digest; other schemes are
+// refused.
+func ParseReposConf(data []byte) ([]Feed, error) {
+	var feeds []Feed
+	for n, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") || f[0] == "option" || f[0] == "dest" || f[0] == "arch" {
+			continue
+		}
+		if (f[0] != "src/gz" && f[0] != "src") || len(f) != 3 {
+			return nil, fmt.Errorf("repositories.conf line %d: %q is not `src/gz NAME URL`", n+1, line)
+		}
+		switch {
+		case strings.HasPrefix(f[2], "file:"):
+			continue
+		case strings.HasPrefix(f[2], "https://"):
+			feeds = append(feeds, Feed{Name: f[1], URL: strings.TrimSuffix(f[2], "/")})
+		default:
+			return nil, fmt.Errorf("repositories.conf line %d: feed %s is not https", n+1, f[2])
+		}
+	}
+	if len(feeds) == 0 {
+		return nil, errors.New("repositories.conf lists no https feeds")
+	}
+	return feeds, nil
 }

@@ -135,3 +135,30 @@ func TestUpstreamKeysAndDefaultFeeds(t *testing.T) {
 		t.Fatalf("%+v", feeds)
 	}
 }
+
+func TestParseReposConf(t *testing.T) {
+	conf := `src/gz openwrt_core https://downloads.openwrt.org/releases/24.10.3/targets/ath79/generic/packages
+src/gz openwrt_base https://downloads.openwrt.org/releases/24.10.3/packages/mips_24kc/base
+src/gz openwrt_kmods https://downloads.openwrt.org/releases/24.10.3/targets/ath79/generic/kmods/6.6.102-1-abcdef/
+## This is the local package repository, do not remove!
+src imagebuilder file:packages
+option check_signature
+`
+	feeds, err := ParseReposConf([]byte(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(feeds) != 3 || feeds[2].Name != "openwrt_kmods" || strings.HasSuffix(feeds[2].URL, "/") {
+		t.Fatalf("%+v", feeds)
+	}
+	for _, bad := range []string{
+		"src/gz x http://downloads.openwrt.org/x\n",
+		"src/gz x\n",
+		"src imagebuilder file:packages\n",
+		"rm -rf /\n",
+	} {
+		if _, err := ParseReposConf([]byte(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
