@@ -212,6 +212,20 @@ func (c *Cache) Write(ctx context.Context, l *profile.Lock, dir string, control 
 			f.Close()
 			return fmt.Errorf("package %s: %w", p.Filename, err)
 		}
+		get := func(name string) string {
+			for _, fl := range fields {
+				if strings.EqualFold(fl.Name, name) {
+					return fl.Value
+				}
+			}
+			return ""
+		}
+		// The package must be what the lock says before it enters the feed.
+		arch := get("Architecture")
+		if get("Package") != p.Name || get("Version") != p.Version || (p.Arch != "" && arch != p.Arch && arch != "all") {
+			f.Close()
+			return fmt.Errorf("package %s: control says %s %s (%s), lock says %s %s (%s)", p.Filename, get("Package"), get("Version"), arch, p.Name, p.Version, p.Arch)
+		}
 		dst, err := os.OpenFile(filepath.Join(dir, p.Filename), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 		if err == nil {
 			_, err = io.Copy(dst, f)
@@ -222,17 +236,6 @@ func (c *Cache) Write(ctx context.Context, l *profile.Lock, dir string, control 
 		f.Close()
 		if err != nil {
 			return err
-		}
-		get := func(name string) string {
-			for _, fl := range fields {
-				if strings.EqualFold(fl.Name, name) {
-					return fl.Value
-				}
-			}
-			return ""
-		}
-		if get("Package") != p.Name || get("Version") != p.Version {
-			return fmt.Errorf("package %s: control says %s %s, lock says %s %s", p.Filename, get("Package"), get("Version"), p.Name, p.Version)
 		}
 		fmt.Fprintf(&index, "Package: %s\nVersion: %s\n", p.Name, p.Version)
 		if d := get("Depends"); d != "" {

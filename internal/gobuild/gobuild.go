@@ -76,6 +76,10 @@ func Build(ctx context.Context, req Request) (*Result, error) {
 	env := []string{
 		"CGO_ENABLED=0", "GOOS=" + req.GOOS, "GOARCH=" + req.GOARCH,
 		"GOFLAGS=", "GOTOOLCHAIN=local", "GOEXPERIMENT=",
+		// The go command falls back to the user's go env file
+		// (`go env -w`) for variables that are empty here, GOFLAGS
+		// included; ignore that file.
+		"GOENV=off",
 	}
 	if req.GOMIPS != "" {
 		env = append(env, "GOMIPS="+req.GOMIPS)
@@ -113,7 +117,7 @@ func baseEnv() []string {
 // GoVersion returns `go env GOVERSION`.
 func GoVersion(ctx context.Context) (string, error) {
 	cmd := exec.CommandContext(ctx, "go", "env", "GOVERSION")
-	cmd.Env = append(baseEnv(), "GOTOOLCHAIN=local")
+	cmd.Env = append(baseEnv(), "GOTOOLCHAIN=local", "GOENV=off")
 	out, err := cmd.Output()
 	if err != nil {
 		return "", fmt.Errorf("gobuild: go env GOVERSION: %w (is Go installed and on PATH?)", err)

@@ -179,13 +179,13 @@ func load(ctx context.Context, path string) (*Summary, map[string]*File, error) 
 		if e.Mode.IsRegular() {
 			rf, err := sq.OpenEntry(e)
 			if err != nil {
-				return err
+				return fmt.Errorf("opening %s: %w", fl.Path, err)
 			}
 			h := sha256.New()
 			_, err = io.Copy(h, rf)
 			rf.Close()
 			if err != nil {
-				return fmt.Errorf("%s: reading %s: %w", path, fl.Path, err)
+				return fmt.Errorf("reading %s: %w", fl.Path, err)
 			}
 			fl.SHA256 = hex.EncodeToString(h.Sum(nil))
 		}
@@ -193,7 +193,7 @@ func load(ctx context.Context, path string) (*Summary, map[string]*File, error) 
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%s: root filesystem: %w", path, err)
 	}
 	s.Files = len(files)
 	return s, files, nil

@@ -106,7 +106,7 @@ func Rootfs(ctx context.Context, payload []byte, epoch int64, workDir string, fi
 	}
 	res := &Result{SquashfsOffset: off, SquashfsSize: sb.bytesUsed}
 	if sb.compressor != 4 {
-		return nil, nil, fmt.Errorf("normalize: squashfs at 0x%x uses compressor %d; OpenWrt images use xz (4)", off, sb.compressor)
+		return nil, nil, fmt.Errorf("normalize: squashfs at 0x%x uses %s compression (id %d); OpenWrt images use xz (4)", off, compressorName(sb.compressor), sb.compressor)
 	}
 	sqPath := filepath.Join(workDir, "rootfs.squashfs")
 	if err := os.WriteFile(sqPath, payload[off:off+sb.bytesUsed], 0o600); err != nil {
@@ -184,6 +184,13 @@ func Rootfs(ctx context.Context, payload []byte, epoch int64, workDir string, fi
 	}
 	rebuilt = append(rebuilt, JFFS2EOF...)
 	return rebuilt, res, nil
+}
+
+func compressorName(id uint16) string {
+	if n, ok := map[uint16]string{1: "gzip", 2: "lzma", 3: "lzo", 4: "xz", 5: "lz4", 6: "zstd"}[id]; ok {
+		return n
+	}
+	return "unknown"
 }
 
 func (r *Result) note(reason string) {
