@@ -72,6 +72,16 @@ func (o *profileOptions) resolve() ([]*profile.Profile, error) {
 	return out, nil
 }
 
+// redactedInvocation is the command line as it goes into the provenance,
+// with secrets in key URIs (a PKCS#11 pin-value, say) blanked.
+func redactedInvocation(args []string) []string {
+	out := []string{"imgbuild", "build"}
+	for _, a := range args {
+		out = append(out, signer.Redact(a))
+	}
+	return out
+}
+
 // sourceCommit is the git commit of the source tree, or "" outside git.
 func sourceCommit(ctx context.Context, root string) string {
 	out, err := exec.CommandContext(ctx, "git", "-C", root, "rev-parse", "HEAD").Output()
@@ -251,7 +261,7 @@ func runBuild(ctx context.Context, e env, args []string) error {
 			WorkDir: o.workDir, KeepWork: o.keepWork, Engine: o.engine, Signer: imageSigner,
 			ReleaseKeys: keys, PackageSources: pkgDirs, Simulated: o.simulated,
 			InsecureRegistry: o.simulated, Version: o.version, Build: o.buildNumber, Progress: e.stderr,
-			Invocation: append([]string{"imgbuild", "build"}, args...), BuilderID: e.getenv("TORWRT_BUILDER_ID"),
+			Invocation: redactedInvocation(args), BuilderID: e.getenv("TORWRT_BUILDER_ID"),
 			SourceRepo: "https://github.com/torwrt/torwrt", SourceCommit: sourceCommit(ctx, o.root),
 		})
 		if err != nil {

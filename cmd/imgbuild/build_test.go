@@ -85,3 +85,10 @@ func TestHelpListsVerbs(t *testing.T) {
 		t.Fatalf("build --help: %d %q", code, out)
 	}
 }
+
+func TestInvocationHidesKeySecrets(t *testing.T) {
+	got := strings.Join(redactedInvocation([]string{"--key", "pkcs11:token=torwrt;object=release?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value=123456", "--profile", "gl-ar150"}), " ")
+	if strings.Contains(got, "123456") || !strings.Contains(got, "gl-ar150") || !strings.Contains(got, "module-path") {
+		t.Fatalf("invocation %q", got)
+	}
+}
