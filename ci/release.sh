@@ -32,6 +32,9 @@ ENGINE=${TORWRT_ENGINE:-podman}
 SIMULATED=${SIMULATED:-1}
 THRESHOLD=${THRESHOLD:-2}
 SEQUENCE=${SEQUENCE:-$(date -u +%s)}
+# The build number routers compare (anti-rollback); it must grow with every
+# release. Images state it in /etc/torwrt/release.json, the manifest lists it.
+BUILD=${BUILD:-$SEQUENCE}
 CHANNEL=${CHANNEL:-stable}
 FIRMWARE_VERSION=${FIRMWARE_VERSION:-0.1.0}
 
@@ -64,7 +67,7 @@ cp "$KEYS"/*.pub "$PUB"/
 build() {
   local out=$1
   local args=(build --all --engine "$ENGINE" --key "$IMAGE_KEY" --release-keys "$PUB"
-              --cache "$CACHE" --out "$out" --firmware-version "$FIRMWARE_VERSION")
+              --cache "$CACHE" --out "$out" --firmware-version "$FIRMWARE_VERSION" --build "$BUILD")
   if [ "$SIMULATED" = 1 ]; then args+=(--simulated-ib); fi
   "$IMGBUILD" "${args[@]}"
 }

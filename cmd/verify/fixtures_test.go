@@ -129,7 +129,7 @@ func (m *mirrorEnv) publish(t testing.TB, name string, img []byte, build, seq ui
 	man.NotAfter = man.IssuedAt.Add(7 * 24 * time.Hour)
 	m.mu.Lock()
 	m.files[name] = img
-	m.files["manifest.json"] = updatertest.Envelope(t, man, m.keys[0], m.keys[1])
+	m.files["release.json"] = updatertest.Envelope(t, man, m.keys[0], m.keys[1])
 	m.mu.Unlock()
 }
 

@@ -171,6 +171,10 @@ func (r *Release) validate() error {
 			return err
 		}
 	}
+	// The profile is a directory on the mirrors (<mirror>/<profile>/<image>).
+	if err := checkPathName("profile", r.Profile); err != nil {
+		return err
+	}
 	if len(r.Board) == 0 || len(r.Board) > MaxBoards {
 		return bad("board: want 1 to %d names, have %d", MaxBoards, len(r.Board))
 	}
@@ -237,16 +241,19 @@ func checkName(field, s string) error {
 
 // checkFileName keeps image names usable as a URL path segment and as a
 // file name in the download directory: no separators, no dot files.
-func checkFileName(s string) error {
-	if err := checkName("image", s); err != nil {
+func checkFileName(s string) error { return checkPathName("image", s) }
+
+// checkPathName accepts s as one path component of a mirror URL.
+func checkPathName(field, s string) error {
+	if err := checkName(field, s); err != nil {
 		return err
 	}
 	if s[0] == '.' || s[0] == '-' {
-		return fmt.Errorf("%w: image %q must not start with '.' or '-'", ErrMalformed, s)
+		return fmt.Errorf("%w: %s %q must not start with '.' or '-'", ErrMalformed, field, s)
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] == ':' || s[i] == '@' || s[i] == ',' || s[i] == '~' {
-			return fmt.Errorf("%w: image %q: %q not allowed in a file name", ErrMalformed, s, s[i])
+			return fmt.Errorf("%w: %s %q: %q not allowed in a file name", ErrMalformed, field, s, s[i])
 		}
 	}
 	return nil

@@ -49,7 +49,9 @@ var (
 
 // Defaults for Config fields left zero.
 const (
-	DefaultManifestName   = "manifest.json"
+	// DefaultManifestName is what `imgbuild release prepare` writes at the
+	// top of dist/; a mirror publishes dist/ as it is.
+	DefaultManifestName   = "release.json"
 	DefaultDownloadDir    = "/tmp"
 	DefaultSysupgrade     = "/sbin/sysupgrade"
 	DefaultMemInfo        = "/proc/meminfo"
@@ -499,7 +501,8 @@ func (u *Updater) download(ctx context.Context, g *getter, rel *manifest.Release
 	path := u.partialPath(rel)
 	var errs []error
 	for _, base := range u.cfg.Mirrors {
-		url := fileURL(base, rel.Image)
+		// Mirrors publish dist/ as built: <mirror>/<profile>/<image>.
+		url := fileURL(base, rel.Profile+"/"+rel.Image)
 		restarted := false
 		var last error
 		for attempt := 1; attempt <= u.cfg.Attempts; attempt++ {

@@ -96,6 +96,10 @@ func (c *countWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 func (e *testEnv) serve(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	h := e.handlers[r.URL.Path]
+	if h == nil {
+		// Images live in a directory per profile, as in dist/.
+		h = e.handlers[strings.Replace(r.URL.Path, "/stable/gl-ar150/", "/stable/", 1)]
+	}
 	e.mu.Unlock()
 	cw := &countWriter{ResponseWriter: w}
 	if h == nil {
@@ -125,7 +129,7 @@ func (e *testEnv) requestsFor(name string) []request {
 	defer e.mu.Unlock()
 	var out []request
 	for _, r := range e.requests {
-		if r.Path == "/stable/"+name {
+		if r.Path == "/stable/"+name || r.Path == "/stable/gl-ar150/"+name {
 			out = append(out, r)
 		}
 	}
@@ -176,7 +180,7 @@ func (e *testEnv) image(spec updatertest.ImageSpec) []byte {
 func (e *testEnv) publish(img []byte, build uint64) manifest.Release {
 	rel := updatertest.Release(img, imageName, build)
 	e.serveBytes(imageName, img)
-	e.serveBytes("manifest.json", updatertest.Envelope(e.t, updatertest.Manifest(10, rel), e.keys[0], e.keys[1]))
+	e.serveBytes("release.json", updatertest.Envelope(e.t, updatertest.Manifest(10, rel), e.keys[0], e.keys[1]))
 	return rel
 }
 
@@ -208,7 +212,7 @@ func TestAttacks(t *testing.T) {
 			m := updatertest.Manifest(10, updatertest.Release(img, imageName, 42))
 			p, _ := manifest.Encode(m)
 			good, _ := e.keys[0].Sign(p)
-			e.serveBytes("manifest.json", updatertest.RawEnvelope(e.t, m, good, &usign.Signature{Fingerprint: e.keys[1].Fingerprint}))
+			e.serveBytes("release.json", updatertest.RawEnvelope(e.t, m, good, &usign.Signature{Fingerprint: e.keys[1].Fingerprint}))
 		}},
 		{name: "manifest same key twice", want: manifest.ErrThreshold, setup: func(e *testEnv, cfg *Config) {
 			img := e.image(updatertest.ImageSpec{})
@@ -216,18 +220,18 @@ func TestAttacks(t *testing.T) {
 			m := updatertest.Manifest(10, updatertest.Release(img, imageName, 42))
 			p, _ := manifest.Encode(m)
 			s, _ := e.keys[0].Sign(p)
-			e.serveBytes("manifest.json", updatertest.RawEnvelope(e.t, m, s, s))
+			e.serveBytes("release.json", updatertest.RawEnvelope(e.t, m, s, s))
 		}},
 		{name: "manifest one of two signatures", want: manifest.ErrThreshold, setup: func(e *testEnv, cfg *Config) {
 			img := e.image(updatertest.ImageSpec{})
 			e.serveBytes(imageName, img)
-			e.serveBytes("manifest.json", updatertest.Envelope(e.t, updatertest.Manifest(10, updatertest.Release(img, imageName, 42)), e.keys[0]))
+			e.serveBytes("release.json", updatertest.Envelope(e.t, updatertest.Manifest(10, updatertest.Release(img, imageName, 42)), e.keys[0]))
 		}},
 		{name: "manifest signed by unknown keys", want: manifest.ErrThreshold, setup: func(e *testEnv, cfg *Config) {
 			stranger, _ := updatertest.Keys(e.t, 2, "stranger")
 			img := e.image(updatertest.ImageSpec{})
 			e.serveBytes(imageName, img)
-			e.serveBytes("manifest.json", updatertest.Envelope(e.t, updatertest.Manifest(10, updatertest.Release(img, imageName, 42)), e.keys[0], stranger[0], stranger[1]))
+			e.serveBytes("release.json", updatertest.Envelope(e.t, updatertest.Manifest(10, updatertest.Release(img, imageName, 42)), e.keys[0], stranger[0], stranger[1]))
 		}},
 		{name: "expired manifest", want: manifest.ErrExpired, setup: func(e *testEnv, cfg *Config) {
 			e.publish(e.image(updatertest.ImageSpec{}), 42)
@@ -296,17 +300,17 @@ func TestAttacks(t *testing.T) {
 			}
 		}},
 		{name: "server sends endless manifest data", want: manifest.ErrTooLarge, setup: func(e *testEnv, cfg *Config) {
-			e.handle("manifest.json", endless)
+			e.handle("release.json", endless)
 		}, after: func(e *testEnv, res *Result) {
 			if res.BytesReceived > manifest.MaxSize+16<<10 {
 				e.t.Errorf("read %d bytes for a %d byte manifest limit", res.BytesReceived, manifest.MaxSize)
 			}
 		}},
 		{name: "manifest too large", want: manifest.ErrTooLarge, setup: func(e *testEnv, cfg *Config) {
-			e.serveBytes("manifest.json", bytes.Repeat([]byte(" "), manifest.MaxSize+1))
+			e.serveBytes("release.json", bytes.Repeat([]byte(" "), manifest.MaxSize+1))
 		}},
 		{name: "malformed manifest json", want: manifest.ErrMalformed, setup: func(e *testEnv, cfg *Config) {
-			e.serveBytes("manifest.json", []byte(`{"signed":"e30=","signatures":[`))
+			e.serveBytes("release.json", []byte(`{"signed":"e30=","signatures":[`))
 		}},
 		{name: "slow image server", want: ErrTimeout, setup: func(e *testEnv, cfg *Config) {
 			e.publish(e.image(updatertest.ImageSpec{}), 42)
@@ -314,7 +318,7 @@ func TestAttacks(t *testing.T) {
 			cfg.StallTimeout = 300 * time.Millisecond
 		}},
 		{name: "slow manifest server", want: ErrTimeout, setup: func(e *testEnv, cfg *Config) {
-			e.handle("manifest.json", stall(e.t))
+			e.handle("release.json", stall(e.t))
 			cfg.StallTimeout = 300 * time.Millisecond
 		}},
 		{name: "not enough RAM", want: ErrNoMemory, setup: func(e *testEnv, cfg *Config) {
@@ -440,10 +444,17 @@ func TestHappyPath(t *testing.T) {
 			t.Errorf("SOCKS user %q", c.User)
 		}
 	}
+	var paths []string
 	for _, r := range e.requests {
 		if r.UserAgent != UserAgent || r.Cookie != "" {
 			t.Errorf("request %+v", r)
 		}
+		paths = append(paths, r.Path)
+	}
+	// The mirror layout is dist/ as built: release.json at the top, each
+	// image in its profile's directory.
+	if len(paths) != 2 || paths[0] != "/stable/release.json" || !strings.HasPrefix(paths[1], "/stable/gl-ar150/") {
+		t.Errorf("request paths %v", paths)
 	}
 
 	// The state was replaced atomically and records the install.
@@ -571,7 +582,7 @@ func TestRolloutDeferred(t *testing.T) {
 	rel := updatertest.Release(img, imageName, 42)
 	rel.Rollout = manifest.Rollout{Group: "default", Priority: 0, SpreadHours: 48}
 	e.serveBytes(imageName, img)
-	e.serveBytes("manifest.json", updatertest.Envelope(t, updatertest.Manifest(10, rel), e.keys[0], e.keys[1]))
+	e.serveBytes("release.json", updatertest.Envelope(t, updatertest.Manifest(10, rel), e.keys[0], e.keys[1]))
 	// Find a seed whose delay is well above zero, deterministically.
 	st, _, _ := LoadState(e.state)
 	for i := 0; rolloutFraction(st.Seed, &rel) < 0.1; i++ {
