@@ -26,8 +26,21 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 echo "installing: ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# Debian's tor package would start a system tor that contacts public relays
+# as soon as it is installed. Nothing here may leave the machine, so no
+# package may start a service while it installs (policy-rc.d), and tor's
+# units are masked for good measure.
+policy=/usr/sbin/policy-rc.d
+had_policy=0
+[ -e "$policy" ] && had_policy=1
+if [ $had_policy = 0 ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
+fi
+$SUDO systemctl mask tor.service tor@default.service >/dev/null 2>&1 || true
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ $had_policy = 0 ]; then $SUDO rm -f "$policy"; fi
 # Debian's tor package starts a system tor; tests run their own offline
 # instances and do not use it.
 $SUDO systemctl stop tor >/dev/null 2>&1 || $SUDO service tor stop >/dev/null 2>&1 || true
