@@ -22,7 +22,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -406,8 +405,6 @@ func (p *pipeline) post(ctx context.Context) error {
 	return os.WriteFile(filepath.Join(p.work, "unsigned.bin"), unsigned.Bytes(), 0o644)
 }
 
-var manifestNameRE = regexp.MustCompile(`-squashfs-sysupgrade\.bin$`)
-
 func (p *pipeline) checkManifest(bin, imageName string) error {
 	entries, err := os.ReadDir(bin)
 	if err != nil {
@@ -456,7 +453,6 @@ func (p *pipeline) checkManifest(bin, imageName string) error {
 	if err := copyFile(manifest, filepath.Join(p.work, "image.manifest")); err != nil {
 		return err
 	}
-	_ = manifestNameRE
 	return nil
 }
 
