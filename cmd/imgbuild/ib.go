@@ -3,11 +3,21 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/torwrt/torwrt/internal/container"
 
 	"github.com/torwrt/torwrt/internal/ibarchive"
 	"github.com/torwrt/torwrt/internal/usign"
@@ -32,6 +42,7 @@ type ibImportResult struct {
 	Tree        string `json:"tree"`
 	OCILayout   string `json:"oci_layout"`
 	Digest      string `json:"digest"`
+	LockRef     string `json:"lock_ref"`
 }
 
 func runIB(ctx context.Context, e env, args []string) error {
@@ -111,10 +122,41 @@ func runIB(ctx context.Context, e env, args []string) error {
 	if err := p.AppendImage(img); err != nil {
 		return err
 	}
+	// Put the image into the cache builds pull from, through the same
+	// verified pull path as any registry image: a lock that pins
+	// ImportedRepository@<digest> then builds offline with this
+	// ImageBuilder, in podman or the host runner.
+	if err := cacheImported(ctx, img, res.Digest, filepath.Join(o.cacheOptions.dir(e), "images")); err != nil {
+		return err
+	}
+	res.LockRef = ImportedRepository + "@" + res.Digest
 	if o.json {
 		return writeJSON(e.stdout, res)
 	}
-	fmt.Fprintf(e.stdout, "verified %s (sha256 %s, sha256sums signed by %s)\nhost runner tree  %s\nOCI layout        %s\nimage digest      %s\npush the layout to your registry (e.g. crane push %s REGISTRY/imagebuilder) and pin REGISTRY/imagebuilder@%s in the profile's lock file\n",
-		archive, want, res.SignedBy, tree, res.OCILayout, res.Digest, res.OCILayout, res.Digest)
+	fmt.Fprintf(e.stdout, "verified %s (sha256 %s, sha256sums signed by %s)\nhost runner tree  %s\nOCI layout        %s\nimage digest      %s\nin the image cache; pin it in the profile's lock file as\n  %s\n",
+		archive, want, res.SignedBy, tree, res.OCILayout, res.Digest, res.LockRef)
 	return nil
+}
+
+// ImportedRepository names imported ImageBuilders in lock files. The
+// digest decides which image is used; the name only says where it came
+// from.
+const ImportedRepository = "localhost/openwrt/imagebuilder-imported"
+
+// cacheImported serves img from an in-process registry on 127.0.0.1 and
+// pulls it by digest into the image cache.
+func cacheImported(ctx context.Context, img v1.Image, digest, cacheDir string) error {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	tag, err := name.NewTag(host+"/openwrt/imagebuilder-imported:import", name.Insecure)
+	if err != nil {
+		return err
+	}
+	if err := remote.Write(tag, img, remote.WithContext(ctx)); err != nil {
+		return fmt.Errorf("staging the imported image: %w", err)
+	}
+	c := &container.Cache{Dir: cacheDir, Insecure: true}
+	_, err = c.Pull(ctx, host+"/openwrt/imagebuilder-imported@"+digest)
+	return err
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/torwrt/torwrt/internal/container"
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
@@ -65,6 +67,21 @@ func TestIBImport(t *testing.T) {
 	}
 	if !strings.Contains(out, `"digest": "sha256:`) || !strings.Contains(out, `"files": 4`) {
 		t.Fatalf("output: %s", out)
+	}
+	// The image is in the cache builds pull from, under the digest the
+	// output says to pin; Load never touches the network.
+	i := strings.Index(out, `"lock_ref": "`)
+	if i < 0 {
+		t.Fatalf("no lock_ref in %s", out)
+	}
+	ref := out[i+len(`"lock_ref": "`):]
+	ref = ref[:strings.IndexByte(ref, '"')]
+	if !strings.HasPrefix(ref, ImportedRepository+"@sha256:") {
+		t.Fatalf("lock ref %q", ref)
+	}
+	c := &container.Cache{Dir: filepath.Join(cache, "images")}
+	if img, err := c.Load(context.Background(), ref); err != nil || img.WorkingDir != "/builder" {
+		t.Fatalf("imported image not loadable from the cache: %v %+v", err, img)
 	}
 	// Importing twice gives the same digest: the packed image does not
 	// depend on when it was made.
