@@ -13,7 +13,6 @@ package normalize
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -25,6 +24,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/torwrt/torwrt/internal/squashfs"
 )
 
 // Result says what Rootfs did.
@@ -37,8 +38,6 @@ type Result struct {
 }
 
 const (
-	sqMagic   = "hsqs"
-	sbLen     = 96
 	padBlock  = 64 * 1024
 	maxReason = 5
 )
@@ -46,48 +45,6 @@ const (
 // JFFS2EOF is the marker OpenWrt's pad-rootfs appends after the padded
 // root filesystem; the router's first boot formats the overlay from there.
 var JFFS2EOF = []byte{0xde, 0xad, 0xc0, 0xde}
-
-type superblock struct {
-	mkfsTime   uint32
-	blockSize  uint32
-	compressor uint16
-	bytesUsed  int64
-}
-
-// findSquashfs returns the offset of the first plausible squashfs 4.0
-// superblock in payload. Any offset is possible: the rootfs follows the
-// kernel directly on ramips and after 64 KiB padding on ath79.
-func findSquashfs(payload []byte) (int64, superblock, error) {
-	for from := 0; ; {
-		i := bytes.Index(payload[from:], []byte(sqMagic))
-		if i < 0 {
-			break
-		}
-		off := from + i
-		from = off + 1
-		if off+sbLen > len(payload) {
-			break
-		}
-		sb := payload[off : off+sbLen]
-		major, minor := binary.LittleEndian.Uint16(sb[28:]), binary.LittleEndian.Uint16(sb[30:])
-		bs := binary.LittleEndian.Uint32(sb[12:])
-		blog := binary.LittleEndian.Uint16(sb[22:])
-		used := int64(binary.LittleEndian.Uint64(sb[40:]))
-		if major != 4 || minor != 0 || bs < 4096 || bs > 1<<20 || 1<<blog != bs {
-			continue
-		}
-		if used < sbLen || used > int64(len(payload)-off) {
-			continue
-		}
-		return int64(off), superblock{
-			mkfsTime:   binary.LittleEndian.Uint32(sb[8:]),
-			blockSize:  bs,
-			compressor: binary.LittleEndian.Uint16(sb[20:]),
-			bytesUsed:  used,
-		}, nil
-	}
-	return 0, superblock{}, errors.New("normalize: no squashfs 4.0 root filesystem found in the image")
-}
 
 var installedTimeRE = regexp.MustCompile(`(?m)^Installed-Time: [0-9]+$`)
 
@@ -100,16 +57,19 @@ type Fix func(tree string) (reasons []string, err error)
 // space; it must be on a file system where root can create device nodes
 // (the rootfs has /dev/console).
 func Rootfs(ctx context.Context, payload []byte, epoch int64, workDir string, fixes ...Fix) ([]byte, *Result, error) {
-	off, sb, err := findSquashfs(payload)
+	// Any offset is possible: the rootfs follows the kernel directly on
+	// ramips and after 64 KiB padding on ath79.
+	fsys, off, err := squashfs.OpenInImage(bytes.NewReader(payload), int64(len(payload)))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("normalize: no squashfs root filesystem found in the image: %w", err)
 	}
-	res := &Result{SquashfsOffset: off, SquashfsSize: sb.bytesUsed}
-	if sb.compressor != 4 {
-		return nil, nil, fmt.Errorf("normalize: squashfs at 0x%x uses %s compression (id %d); OpenWrt images use xz (4)", off, compressorName(sb.compressor), sb.compressor)
+	sb := fsys.Superblock()
+	res := &Result{SquashfsOffset: off, SquashfsSize: int64(sb.BytesUsed)}
+	if sb.Compression != "xz" {
+		return nil, nil, fmt.Errorf("normalize: squashfs at 0x%x uses %s compression; OpenWrt images use xz", off, sb.Compression)
 	}
 	sqPath := filepath.Join(workDir, "rootfs.squashfs")
-	if err := os.WriteFile(sqPath, payload[off:off+sb.bytesUsed], 0o600); err != nil {
+	if err := os.WriteFile(sqPath, payload[off:off+int64(sb.BytesUsed)], 0o600); err != nil {
 		return nil, nil, err
 	}
 	tree := filepath.Join(workDir, "rootfs")
@@ -125,8 +85,8 @@ func Rootfs(ctx context.Context, payload []byte, epoch int64, workDir string, fi
 			res.note(r)
 		}
 	}
-	if int64(sb.mkfsTime) != epoch {
-		res.note(fmt.Sprintf("squashfs creation time %s", time.Unix(int64(sb.mkfsTime), 0).UTC().Format(time.RFC3339)))
+	if int64(sb.ModTime) != epoch {
+		res.note(fmt.Sprintf("squashfs creation time %s", time.Unix(int64(sb.ModTime), 0).UTC().Format(time.RFC3339)))
 	}
 	status := filepath.Join(tree, "usr/lib/opkg/status")
 	if data, err := os.ReadFile(status); err == nil {
@@ -166,7 +126,7 @@ func Rootfs(ctx context.Context, payload []byte, epoch int64, workDir string, fi
 	}
 	out := filepath.Join(workDir, "rootfs.normalized.squashfs")
 	res.MksquashfsArgs = []string{tree, out, "-noappend", "-nopad", "-no-xattrs", "-all-root",
-		"-comp", "xz", "-b", strconv.Itoa(int(sb.blockSize)),
+		"-comp", "xz", "-b", strconv.Itoa(int(sb.BlockSize)),
 		"-mkfs-time", strconv.FormatInt(epoch, 10), "-all-time", strconv.FormatInt(epoch, 10),
 		"-no-progress", "-quiet"}
 	if msg, err := exec.CommandContext(ctx, "mksquashfs", res.MksquashfsArgs...).CombinedOutput(); err != nil {
@@ -184,13 +144,6 @@ func Rootfs(ctx context.Context, payload []byte, epoch int64, workDir string, fi
 	}
 	rebuilt = append(rebuilt, JFFS2EOF...)
 	return rebuilt, res, nil
-}
-
-func compressorName(id uint16) string {
-	if n, ok := map[uint16]string{1: "gzip", 2: "lzma", 3: "lzo", 4: "xz", 5: "lz4", 6: "zstd"}[id]; ok {
-		return n
-	}
-	return "unknown"
 }
 
 func (r *Result) note(reason string) {

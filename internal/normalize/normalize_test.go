@@ -143,7 +143,7 @@ func TestRootfsNormalizesAndIsIdempotent(t *testing.T) {
 	needTool(t, "unsquashfs")
 	sq := mksquashfs(t, rootfsTree(t), "-comp", "xz")
 	kernel := fakeKernel()
-	if bytes.Contains(kernel, []byte(sqMagic)) {
+	if bytes.Contains(kernel, []byte("hsqs")) {
 		t.Fatal("fake kernel contains the squashfs magic")
 	}
 	in := sysupgradePayload(kernel, sq)
@@ -373,7 +373,7 @@ func TestKeepOnlyKeys(t *testing.T) {
 func TestRootfsNoSquashfs(t *testing.T) {
 	payload := sysupgradePayload(fakeKernel(), bytes.Repeat([]byte("not a filesystem "), 500))
 	// A magic with an implausible superblock is not enough either.
-	copy(payload[3000:], sqMagic)
+	copy(payload[3000:], "hsqs")
 	_, _, err := Rootfs(t.Context(), payload, epoch, t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "no squashfs") {
 		t.Fatalf("Rootfs of an image without squashfs: %v", err)
