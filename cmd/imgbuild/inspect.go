@@ -8,8 +8,7 @@ import (
 
 	"github.com/torwrt/torwrt/internal/fwimage"
 	"github.com/torwrt/torwrt/internal/imagediff"
-	"github.com/torwrt/torwrt/internal/ucert"
-	"github.com/torwrt/torwrt/internal/usign"
+	"github.com/torwrt/torwrt/internal/imagesig"
 )
 
 type inspectOptions struct {
@@ -152,18 +151,8 @@ func describeSignature(ic *inspectChunk, data []byte) {
 		ic.FakeCertificate = true
 		return
 	}
-	chain, err := ucert.Decode(data)
-	if err != nil {
-		ic.Problem = err.Error()
-		return
-	}
-	ic.ChainLength = len(chain)
-	sigFile, err := ucert.SigningSignature(chain)
-	if err != nil {
-		ic.Problem = err.Error()
-		return
-	}
-	sig, err := usign.ParseSignature(sigFile)
+	sig, n, err := imagesig.ChunkSignature(data)
+	ic.ChainLength = n
 	if err != nil {
 		ic.Problem = err.Error()
 		return

@@ -15,9 +15,8 @@ import (
 	"sort"
 
 	"github.com/torwrt/torwrt/internal/fwimage"
+	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/squashfs"
-	"github.com/torwrt/torwrt/internal/ucert"
-	"github.com/torwrt/torwrt/internal/usign"
 )
 
 // File is what is compared of one root filesystem entry.
@@ -155,12 +154,8 @@ func load(ctx context.Context, path string) (*Summary, map[string]*File, error) 
 				s.Metadata = m
 			}
 		case fwimage.TypeSignature:
-			if chain, err := ucert.Decode(data); err == nil {
-				if sf, err := ucert.SigningSignature(chain); err == nil {
-					if sig, err := usign.ParseSignature(sf); err == nil {
-						s.SignedBy = sig.Fingerprint.String()
-					}
-				}
+			if sig, _, err := imagesig.ChunkSignature(data); err == nil {
+				s.SignedBy = sig.Fingerprint.String()
 			}
 		}
 	}

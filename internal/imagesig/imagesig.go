@@ -102,25 +102,36 @@ func lastChunkIs(img *fwimage.Image, t fwimage.Type) (fwimage.Chunk, bool) {
 }
 
 func signatureFromChunk(data []byte) (*usign.Signature, error) {
-	chain, err := ucert.Decode(data)
+	sig, n, err := ChunkSignature(data)
 	if err != nil {
-		return nil, fmt.Errorf("signature chunk: %w", err)
+		return nil, err
 	}
-	if len(chain) != 1 {
+	if n != 1 {
 		// Delegation chains (release key certifies a build key) are
 		// refused until they are verified link by link; accepting the
 		// last link alone would trust a key nobody certified.
-		return nil, fmt.Errorf("signature chunk: %w: certificate chains of %d elements are not accepted", ucert.ErrMalformed, len(chain))
+		return nil, fmt.Errorf("signature chunk: %w: certificate chains of %d elements are not accepted", ucert.ErrMalformed, n)
+	}
+	return sig, nil
+}
+
+// ChunkSignature decodes a signature chunk's ucert blob and returns the
+// signature that covers the image (the last element without a payload)
+// and the chain's length. It verifies nothing.
+func ChunkSignature(data []byte) (*usign.Signature, int, error) {
+	chain, err := ucert.Decode(data)
+	if err != nil {
+		return nil, 0, fmt.Errorf("signature chunk: %w", err)
 	}
 	sigFile, err := ucert.SigningSignature(chain)
 	if err != nil {
-		return nil, fmt.Errorf("signature chunk: %w", err)
+		return nil, len(chain), fmt.Errorf("signature chunk: %w", err)
 	}
 	sig, err := usign.ParseSignature(sigFile)
 	if err != nil {
-		return nil, fmt.Errorf("signature chunk: %w", err)
+		return nil, len(chain), fmt.Errorf("signature chunk: %w", err)
 	}
-	return sig, nil
+	return sig, len(chain), nil
 }
 
 // Signer makes one usign signature. File keys and KMS backends implement it.
