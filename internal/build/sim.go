@@ -2,21 +2,15 @@ package build
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/torwrt/torwrt/internal/container"
 	"github.com/torwrt/torwrt/internal/ibsim"
-	"github.com/torwrt/torwrt/internal/ipk"
 	"github.com/torwrt/torwrt/internal/lock"
 	"github.com/torwrt/torwrt/internal/profile"
 	"github.com/torwrt/torwrt/internal/usign"
@@ -49,8 +43,8 @@ func (s *Simulation) Stop() {
 
 // StartSimulated builds the simulated ImageBuilder for each profile, serves
 // it, and locks each profile against it through the same code as `imgbuild
-// lock`: the feed index is signed by a key made for this run (standing in
-// for OpenWrt's release key) and checked, and `make manifest` decides the
+// lock`: the feed index is signed by ibsim's test key (standing in for
+// OpenWrt's release key) and checked, and `make manifest` decides the
 // package set. The lock is marked simulated.
 func StartSimulated(ctx context.Context, o SimOptions) (*Simulation, error) {
 	progress := o.Progress
@@ -61,11 +55,9 @@ func StartSimulated(ctx context.Context, o SimOptions) (*Simulation, error) {
 	for _, t := range ibsim.Targets() {
 		targets[t.Profile] = t
 	}
-	feedKey, err := usign.GenerateKey(rand.Reader, "SIMULATED upstream feed key (this run only)")
-	if err != nil {
-		return nil, err
-	}
-	feedKeys, err := usign.NewKeyring(feedKey.Public())
+	// The simulated feeds' Packages index is signed by ibsim's public test
+	// key, standing in for OpenWrt's release key.
+	feedKeys, err := usign.NewKeyring(ibsim.FeedKey())
 	if err != nil {
 		return nil, err
 	}
@@ -86,9 +78,6 @@ func StartSimulated(ctx context.Context, o SimOptions) (*Simulation, error) {
 		}
 		if _, err := ibsim.Packages(t, dir); err != nil {
 			return nil, fmt.Errorf("simulated package feed for %s: %w", p.ID, err)
-		}
-		if err := writeSignedIndex(dir, feedKey); err != nil {
-			return nil, err
 		}
 		pkgDirs[p.ID] = dir
 		sim.PackageDirs = append(sim.PackageDirs, dir)
@@ -130,46 +119,4 @@ func StartSimulated(ctx context.Context, o SimOptions) (*Simulation, error) {
 		sim.Locks[p.ID] = l
 	}
 	return sim, nil
-}
-
-// writeSignedIndex writes dir/Packages from the control files of the .ipk
-// files in dir, and dir/Packages.sig signed with key.
-func writeSignedIndex(dir string, key *usign.SecretKey) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	var names []string
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".ipk") {
-			names = append(names, e.Name())
-		}
-	}
-	sort.Strings(names)
-	var b strings.Builder
-	for _, n := range names {
-		data, err := os.ReadFile(filepath.Join(dir, n))
-		if err != nil {
-			return err
-		}
-		pk, err := ipk.Read(strings.NewReader(string(data)), ipk.Limits{})
-		if err != nil {
-			return fmt.Errorf("%s: %w", n, err)
-		}
-		sum := sha256.Sum256(data)
-		fmt.Fprintf(&b, "Package: %s\nVersion: %s\n", pk.Name(), pk.Version())
-		if d := pk.Control.Get("Depends"); d != "" {
-			fmt.Fprintf(&b, "Depends: %s\n", d)
-		}
-		fmt.Fprintf(&b, "Architecture: %s\nFilename: %s\nSize: %d\nSHA256sum: %s\n\n", pk.Architecture(), n, len(data), hex.EncodeToString(sum[:]))
-	}
-	index := []byte(b.String())
-	sig, err := key.Sign(index)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "Packages"), index, 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "Packages.sig"), sig.Marshal(), 0o644)
 }
