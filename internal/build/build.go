@@ -33,6 +33,7 @@ import (
 	"github.com/torwrt/torwrt/internal/gobuild"
 	"github.com/torwrt/torwrt/internal/imagebuilder"
 	"github.com/torwrt/torwrt/internal/imagesig"
+	"github.com/torwrt/torwrt/internal/ipk"
 	"github.com/torwrt/torwrt/internal/normalize"
 	"github.com/torwrt/torwrt/internal/profile"
 	"github.com/torwrt/torwrt/internal/provenance"
@@ -76,7 +77,6 @@ type Options struct {
 	SourceRepo   string
 	SourceCommit string
 	Progress     io.Writer
-	Now          func() time.Time
 }
 
 // Report is the build report, written as build-report.json.
@@ -122,7 +122,6 @@ type pipeline struct {
 	o      Options
 	rep    *Report
 	work   string
-	start  time.Time
 	logf   func(format string, a ...any)
 	runner container.Runner
 	image  *container.Image
@@ -138,9 +137,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Brand == nil {
 		return nil, errors.New("build: brand is required")
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
@@ -153,7 +149,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := checkSignerTrusted(o); err != nil {
 		return nil, err
 	}
-	p := &pipeline{o: o, start: o.Now()}
+	p := &pipeline{o: o}
 	p.logf = func(format string, a ...any) {
 		fmt.Fprintf(o.Progress, "[%s] "+format+"\n", append([]any{o.Profile.ID}, a...)...)
 	}
@@ -475,21 +471,16 @@ func (p *pipeline) checkOpkgStatus(payload []byte) error {
 		return err
 	}
 	inImage := map[string]string{}
-	for _, stanza := range strings.Split(string(data), "\n\n") {
-		var name, version, state string
-		for _, line := range strings.Split(stanza, "\n") {
-			k, v, _ := strings.Cut(line, ": ")
-			switch k {
-			case "Package":
-				name = v
-			case "Version":
-				version = v
-			case "Status":
-				state = v
-			}
+	for i, stanza := range strings.Split(string(data), "\n\n") {
+		if strings.TrimSpace(stanza) == "" {
+			continue
 		}
-		if name != "" && strings.HasSuffix(state, " installed") {
-			inImage[name] = version
+		c, err := ipk.ParseControl([]byte(stanza + "\n"))
+		if err != nil {
+			return fmt.Errorf("/usr/lib/opkg/status entry %d: %w", i+1, err)
+		}
+		if name := c.Get("Package"); name != "" && strings.HasSuffix(c.Get("Status"), " installed") {
+			inImage[name] = c.Get("Version")
 		}
 	}
 	var problems []string
