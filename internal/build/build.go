@@ -125,8 +125,10 @@ type pipeline struct {
 	logf   func(format string, a ...any)
 	runner container.Runner
 	image  *container.Image
-	// installed is the ImageBuilder's .manifest: what it says it installed.
-	installed []imagebuilder.Package
+	// ibManifest is the ImageBuilder's .manifest as written, installed
+	// the packages it lists.
+	ibManifest []byte
+	installed  []imagebuilder.Package
 }
 
 // Run builds one profile.
@@ -446,9 +448,7 @@ func (p *pipeline) checkManifest(bin, imageName string) error {
 		sort.Strings(problems)
 		return fmt.Errorf("%w: %s; run: imgbuild lock --profile %s", ErrDrift, strings.Join(problems, "; "), p.o.Profile.ID)
 	}
-	if err := copyFile(manifest, filepath.Join(p.work, "image.manifest")); err != nil {
-		return err
-	}
+	p.ibManifest = data
 	return nil
 }
 
@@ -550,10 +550,7 @@ func (p *pipeline) outputs(ctx context.Context) error {
 		return fmt.Errorf("self-check of the signed image failed: %w", err)
 	}
 	manifestName := strings.TrimSuffix(name, "-squashfs-sysupgrade.bin") + ".manifest"
-	ibManifest, err := os.ReadFile(filepath.Join(p.work, "image.manifest"))
-	if err != nil {
-		return err
-	}
+	ibManifest := p.ibManifest
 	lockBytes, err := p.o.Lock.Marshal()
 	if err != nil {
 		return err
@@ -683,12 +680,4 @@ func writeSHA256Sums(dir string, names []string) error {
 func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
-}
-
-func copyFile(src, dst string) error {
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(dst, data, 0o644)
 }
