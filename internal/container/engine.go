@@ -16,9 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // engineRunner runs images with podman or docker. Both get the same
@@ -299,20 +297,15 @@ func (r *engineRunner) ensurePodman(ctx context.Context, img *Image, cfgHex stri
 		return cfgHex, nil
 	}
 	start := time.Now()
-	if mt, err := manifestMediaType(img); err == nil && mt == string(types.OCIManifestSchema1) {
-		// OCI manifests: podman reads the cache's OCI layout directly.
-		src := "oci:" + img.LayoutDir + ":" + layoutRefName(img.Digest)
-		r.opts.Logf("container: loading %s into podman storage from the OCI layout %s", shortDigest(img.Digest), img.LayoutDir)
-		if _, err := r.output(ctx, "pull", "--quiet", src); err != nil {
-			return "", fmt.Errorf("container: loading image %s into podman from the cache: %w (check `podman images`; delete the cache entry and pull again if the layout is damaged)", img.Ref, err)
-		}
-	} else {
-		// Docker schema 2 manifests: podman's oci: transport only lists OCI
-		// manifests, so stream a docker-archive into `podman load`.
-		r.opts.Logf("container: loading %s into podman storage with podman load", shortDigest(img.Digest))
-		if err := r.loadArchive(ctx, img); err != nil {
-			return "", err
-		}
+	// The image is streamed from the cache into `podman load` as a
+	// docker-archive. `podman pull oci:<layout>` is not used: podman 4.3
+	// names such an image after the layout's path and refuses any path
+	// with a component starting with "." ("invalid reference format" for
+	// ~/.cache/torwrt), so it only ever worked when the store already held
+	// the image. A stream has no path; the image is then found by its ID.
+	r.opts.Logf("container: loading %s into podman storage (podman load)", shortDigest(img.Digest))
+	if err := r.loadArchive(ctx, img); err != nil {
+		return "", err
 	}
 	if !r.podmanHas(ctx, cfgHex) {
 		return "", fmt.Errorf("container: podman loaded %s but has no image with ID %s (the cached config digest): refusing to run it", img.Ref, cfgHex)
@@ -377,18 +370,6 @@ func (r *engineRunner) loadArchive(ctx context.Context, img *Image) error {
 		return fmt.Errorf("container: %s load of %s from the cache: %v: %s", r.engine, img.Ref, err, lastLines(stderr.String(), 10))
 	}
 	return nil
-}
-
-func manifestMediaType(img *Image) (string, error) {
-	b, err := os.ReadFile(filepath.Join(img.LayoutDir, "blobs", "sha256", img.Hex()))
-	if err != nil {
-		return "", err
-	}
-	m, err := v1.ParseManifest(bytes.NewReader(b))
-	if err != nil {
-		return "", err
-	}
-	return string(m.MediaType), nil
 }
 
 func (r *engineRunner) imageUser(img *Image) (idPair, error) {

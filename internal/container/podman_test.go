@@ -5,10 +5,15 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 func newPodmanRunner(t *testing.T) Runner {
@@ -130,5 +135,52 @@ if touch "$1/nope" 2>/dev/null; then echo "RO-WRITABLE"; else echo "ro-refused";
 	}
 	if !strings.Contains(err.Error(), "status 7") {
 		t.Errorf("error text: %v", err)
+	}
+}
+
+// TestPodmanEmptyStoreDotCache is the first run on a fresh machine: podman's
+// store is empty (its own graphroot through CONTAINERS_STORAGE_CONF) and the
+// image cache lives under a dot-directory, as ~/.cache/torwrt does. Loading
+// through `podman pull oci:<path>` fails exactly here on podman 4.3
+// ("invalid reference format"); a warm store hides it.
+func TestPodmanEmptyStoreDotCache(t *testing.T) {
+	oci := mutate.ConfigMediaType(mutate.MediaType(tinyImage(t), types.OCIManifestSchema1), types.OCIConfigJSON)
+	for name, img := range map[string]v1.Image{"docker-manifest": tinyImage(t), "oci-manifest": oci} {
+		t.Run(name, func(t *testing.T) { testEmptyStore(t, img) })
+	}
+}
+
+func testEmptyStore(t *testing.T, image v1.Image) {
+	requireTool(t, "podman", "podman")
+	requireTool(t, "runc", "runc")
+	base := t.TempDir()
+	conf := filepath.Join(base, "storage.conf")
+	graph := filepath.Join(base, "graph")
+	if err := os.WriteFile(conf, []byte("[storage]\ndriver = \"overlay\"\ngraphroot = \""+graph+"\"\nrunroot = \""+filepath.Join(base, "run")+"\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CONTAINERS_STORAGE_CONF", conf)
+	t.Cleanup(func() {
+		// The overlay driver leaves mounts and read-only layers behind;
+		// let podman take its store apart before the directory goes.
+		exec.Command("podman", "--runtime", "runc", "system", "reset", "--force").Run()
+	})
+	ref, _ := serve(t, image)
+	cache := &Cache{Dir: filepath.Join(base, ".cache", "torwrt", "images"), Insecure: true}
+	img, err := cache.Pull(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRunner("podman", RunnerOptions{Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("podman", "--runtime", "runc", "images", "-q").Output()
+	if err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("store is not empty before the run (%v): %q", err, out)
+	}
+	testRunner(t, r, img)
+	if _, err := os.Stat(graph); err != nil {
+		t.Fatalf("podman did not use the test's graphroot: %v", err)
 	}
 }

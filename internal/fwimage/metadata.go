@@ -150,8 +150,12 @@ func ParseMetadataChunk(data []byte) (*Metadata, []byte, error) {
 	if dec.More() {
 		return nil, nil, fmt.Errorf("%w: metadata json: data after the object", ErrMalformed)
 	}
-	if m.MetadataVersion == "" || len(m.SupportedDevices) == 0 {
-		return nil, nil, fmt.Errorf("%w: metadata json lacks metadata_version or supported_devices", ErrMalformed)
+	// metadata_version came with OpenWrt 18.06; LEDE 17.01 images carry
+	// only supported_devices and version, and their fwtool.sh checks only
+	// supported_devices. Without supported_devices no board check is
+	// possible, so that stays required.
+	if len(m.SupportedDevices) == 0 {
+		return nil, nil, fmt.Errorf("%w: metadata json lacks supported_devices", ErrMalformed)
 	}
 	return &m, raw, nil
 }

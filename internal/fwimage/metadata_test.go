@@ -135,6 +135,12 @@ func TestParseMetadataChunkErrors(t *testing.T) {
 		})
 	}
 	// Flags are not interpreted; unknown fields are allowed.
+	// LEDE 17.01.4 (ramips/mt7620, the real-ib fixture) writes no
+	// metadata_version; its fwtool.sh checks supported_devices only.
+	lede := `{  "supported_devices":["gl-mt300a"], "version": { "dist": "LEDE", "version": "17.01.4", "revision": "r3560-79f57e422d", "board": "ramips" } }` + "\n"
+	if m, _, err := ParseMetadataChunk(chunk([]byte{0, 0, 0, 0, 0, 0, 0, 0}, lede)); err != nil || !m.Supports("gl-mt300a") || m.Supports("glinet,gl-mt300a") || m.Version.Version != "17.01.4" {
+		t.Errorf("LEDE 17.01 metadata: %+v, %v", m, err)
+	}
 	m, _, err := ParseMetadataChunk(chunk([]byte{0, 0, 0, 0, 0, 0, 0, 9}, `{"metadata_version":"1.1","supported_devices":["x"],"future":1}`))
 	if err != nil || !m.Supports("x") {
 		t.Errorf("flags and unknown fields: %+v, %v", m, err)
