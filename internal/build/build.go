@@ -307,6 +307,7 @@ func (p *pipeline) run(ctx context.Context) error {
 		Files:            filepath.Join(p.work, "files"),
 		Feed:             feedDir,
 		BinDir:           bin,
+		SourceDateEpoch:  p.o.Profile.OpenWrt.SourceDateEpoch,
 	}
 	p.logf("make image PROFILE=%s in %s (%s), network off", req.Profile, runner.Engine(), p.image.Digest)
 	return d.Image(ctx, req)
@@ -316,15 +317,7 @@ func (p *pipeline) run(ctx context.Context) error {
 // checked image.
 func (p *pipeline) post(ctx context.Context) error {
 	bin := filepath.Join(p.work, "bin")
-	pj, err := os.ReadFile(filepath.Join(bin, "profiles.json"))
-	if err != nil {
-		return fmt.Errorf("imagebuilder output: %w", err)
-	}
-	profiles, err := imagebuilder.ParseProfilesJSON(pj)
-	if err != nil {
-		return err
-	}
-	sysup, err := profiles.Sysupgrade(p.o.Profile.IBProfile)
+	out, err := imagebuilder.Outputs(bin, p.o.Profile.IBProfile)
 	if err != nil {
 		return err
 	}
@@ -336,14 +329,14 @@ func (p *pipeline) post(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	raw, err := os.ReadFile(filepath.Join(bin, sysup.Name))
+	raw, err := os.ReadFile(filepath.Join(bin, out.Sysupgrade))
 	if err != nil {
 		return fmt.Errorf("imagebuilder output: %w", err)
 	}
-	if got := sha256Hex(raw); sums[sysup.Name] != got {
-		return fmt.Errorf("imagebuilder output: %s has sha256 %s, its sha256sums says %q", sysup.Name, got, sums[sysup.Name])
+	if got := sha256Hex(raw); sums[out.Sysupgrade] != got {
+		return fmt.Errorf("imagebuilder output: %s has sha256 %s, its sha256sums says %q", out.Sysupgrade, got, sums[out.Sysupgrade])
 	}
-	if err := p.checkManifest(bin, sysup.Name); err != nil {
+	if err := p.checkManifest(out.Manifest); err != nil {
 		return err
 	}
 
@@ -383,13 +376,17 @@ func (p *pipeline) post(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if nres.Repacked {
+		// The tree was normalized inside the ImageBuilder, before its own
+		// mksquashfs ran with its own options (imagebuilder's hook).
+		// Re-packing here would use the host's squashfs-tools and options,
+		// so the image would depend on the machine: refuse instead.
+		return fmt.Errorf("the ImageBuilder's root filesystem is not normalized (%s): torwrt normalizes the tree inside the ImageBuilder, before its own mksquashfs4 runs; this one's did not take effect, and re-packing with the host's squashfs-tools would make the image depend on the host", strings.Join(nres.Reasons, "; "))
+	}
 	os.RemoveAll(scratch)
 	p.rep.Normalize = nres
 	if err := p.checkOpkgStatus(payload); err != nil {
 		return err
-	}
-	if nres.Repacked {
-		p.logf("normalized root filesystem times (%s)", strings.Join(nres.Reasons, "; "))
 	}
 	limit, _ := p.o.Profile.ImageSizeBytes()
 	p.rep.SizeLimit, p.rep.RootfsBytes = limit, int64(len(payload))
@@ -403,24 +400,7 @@ func (p *pipeline) post(ctx context.Context) error {
 	return os.WriteFile(filepath.Join(p.work, "unsigned.bin"), unsigned.Bytes(), 0o644)
 }
 
-func (p *pipeline) checkManifest(bin, imageName string) error {
-	entries, err := os.ReadDir(bin)
-	if err != nil {
-		return err
-	}
-	var manifest string
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".manifest") {
-			manifest = filepath.Join(bin, e.Name())
-		}
-	}
-	if manifest == "" {
-		return errors.New("imagebuilder output has no .manifest")
-	}
-	data, err := os.ReadFile(manifest)
-	if err != nil {
-		return err
-	}
+func (p *pipeline) checkManifest(data []byte) error {
 	installed, err := imagebuilder.ParseManifest(data)
 	if err != nil {
 		return err

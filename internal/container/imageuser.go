@@ -174,3 +174,21 @@ func findInLayer(l v1.Layer, want, whiteout, opaque string) ([]byte, bool, error
 	}
 	return nil, false, nil
 }
+
+// ErrNotInImage is returned by ReadFile for a path the image does not have
+// as a regular file.
+var ErrNotInImage = errNoFile
+
+// ReadFile returns the first MiB of the regular file p in the cached
+// image's flattened filesystem, without running anything.
+func (img *Image) ReadFile(p string) ([]byte, error) {
+	v, err := img.OpenImage()
+	if err != nil {
+		return nil, err
+	}
+	b, err := readImageFile(v, p)
+	if err != nil {
+		return nil, fmt.Errorf("container: %s in image %s: %w", p, shortDigest(img.Digest), err)
+	}
+	return b, nil
+}

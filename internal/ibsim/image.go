@@ -83,6 +83,7 @@ func BuildImage(ctx context.Context, t Target, opts BuildOptions) (v1.Image, err
 		entries = append(entries, tarEntry{name: "builder/" + f.path, mode: f.mode, uid: imageUID, content: f.content})
 	}
 	entries = append(entries, tarEntry{name: "builder/staging_dir/host/bin/ibsim-tool", mode: 0o755, uid: imageUID, content: tool})
+	entries = append(entries, tarEntry{name: "builder/staging_dir/host/bin/mksquashfs4", uid: imageUID, link: "/usr/bin/mksquashfs"})
 	treeTar, err := buildTar(entries, "", false)
 	if err != nil {
 		return nil, err

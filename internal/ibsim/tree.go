@@ -16,7 +16,10 @@ const makefileTemplate = `# SIMULATED OpenWrt ImageBuilder -- torwrt test fixtur
 # builder can be tested end to end without network access. The firmware it
 # writes does not boot: the kernel and every program are placeholders.
 #
-# Real tools used: GNU make, busybox sh, mksquashfs (squashfs-tools).
+# Real tools used: GNU make, busybox sh, mksquashfs (squashfs-tools), called
+# as staging_dir/host/bin/mksquashfs4 like the real IB's own build of it (here
+# an absolute symlink to the container's /usr/bin/mksquashfs, as real IBs
+# carry absolute symlinks to host tools in staging_dir/host/bin).
 # Everything opkg, the image scripts, usign, ucert and fwtool do is done by
 # staging_dir/host/bin/ibsim-tool.
 
@@ -129,7 +132,7 @@ image: $(BUILD_KEY)
 	@mkdir -p '$(IMG_TMP)'
 	@$(IB_TOOL) rootfs --topdir '$(TOPDIR)' --profile '$(IB_PROFILE)' --packages '$(IB_PACKAGES)' --files '$(IB_FILES)' --disabled-services '$(IB_DISABLED_SERVICES)' --root '$(TARGET_DIR)'
 	@echo 'Building root filesystem with mksquashfs -comp xz [SIMULATED ImageBuilder]'
-	@mksquashfs '$(TARGET_DIR)' '$(IMG_TMP)/root.squashfs' -noappend -all-root -no-xattrs -comp xz -b 256k -no-progress -quiet
+	@$(TOPDIR)/staging_dir/host/bin/mksquashfs4 '$(TARGET_DIR)' '$(IMG_TMP)/root.squashfs' -noappend -all-root -no-xattrs -comp xz -b 256k -no-progress -quiet
 	@$(IB_TOOL) sysupgrade --topdir '$(TOPDIR)' --profile '$(IB_PROFILE)' --root '$(TARGET_DIR)' --rootfs '$(IMG_TMP)/root.squashfs' --bin-dir '$(IB_BIN_DIR)' --extra-name '$(IB_EXTRA_IMAGE_NAME)'
 	@rm -rf '$(IMG_TMP)'
 	@echo 'Done: images are in $(IB_BIN_DIR) [SIMULATED ImageBuilder]'

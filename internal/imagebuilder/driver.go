@@ -10,6 +10,7 @@ package imagebuilder
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,14 @@ const (
 	filesTarget = "/torwrt/files"
 	feedTarget  = "/torwrt/feed"
 	binTarget   = "/torwrt/bin"
+	hooksTarget = "/torwrt/hooks"
+)
+
+var (
+	//go:embed hooks/entry.sh
+	entryScript string
+	//go:embed hooks/mksquashfs.sh
+	mksquashfsHook []byte
 )
 
 // Driver runs make targets of one ImageBuilder image.
@@ -38,6 +47,8 @@ type Driver struct {
 	LogDir string
 	// Progress receives make's output as it runs (may be nil).
 	Progress io.Writer
+
+	caps *Capabilities
 }
 
 // Request is one `make image`.
@@ -46,6 +57,9 @@ type Request struct {
 	Packages         []string `json:"packages"`
 	DisabledServices []string `json:"disabled_services"`
 	ExtraImageName   string   `json:"extra_image_name"`
+	// SourceDateEpoch is the time every file, the squashfs and opkg's
+	// Installed-Time are set to; it reaches make as SOURCE_DATE_EPOCH.
+	SourceDateEpoch int64 `json:"source_date_epoch"`
 	// Host directories. Files and Feed are mounted read-only, BinDir
 	// read-write; BinDir must be empty.
 	Files  string `json:"-"`
@@ -60,6 +74,10 @@ var (
 
 // ErrMake is wrapped by errors from a make run that exited non-zero.
 var ErrMake = errors.New("imagebuilder: make failed")
+
+// ErrMissingInterface is wrapped by errors about an ImageBuilder that lacks
+// something torwrt needs (an older generation, typically).
+var ErrMissingInterface = errors.New("ImageBuilder lacks an interface torwrt needs")
 
 func checkPackages(words []string) error {
 	for _, w := range words {
@@ -76,28 +94,65 @@ func checkPackages(words []string) error {
 
 // Info runs `make info`.
 func (d *Driver) Info(ctx context.Context) (*Info, error) {
-	out, err := d.make(ctx, "info", []string{"make", "info"}, nil)
+	out, err := d.make(ctx, "info", []string{"make", "info"}, nil, nil)
 	if err != nil {
 		return nil, err
 	}
 	return ParseInfo(out)
 }
 
-// Manifest runs `make manifest` with the request's profile and packages,
-// against the local feed only.
+// Manifest returns the packages `make image` would install for req: from
+// `make manifest` where the ImageBuilder has it (OpenWrt 19.07 and later),
+// else from the .manifest of a trial `make image` with an empty FILES
+// overlay (LEDE 17.01 and OpenWrt 18.06 have no manifest target).
 func (d *Driver) Manifest(ctx context.Context, req Request) ([]Package, error) {
 	if err := d.checkRequest(req, false); err != nil {
 		return nil, err
+	}
+	caps, err := d.Capabilities()
+	if err != nil {
+		return nil, err
+	}
+	if !caps.ManifestTarget {
+		return d.trialManifest(ctx, req)
 	}
 	mounts := []container.Mount{{Source: req.Feed, Target: feedTarget, ReadOnly: true}}
 	mounts = append(mounts, d.reposMount(req)...)
 	out, err := d.make(ctx, "manifest", []string{"make", "manifest",
 		"PROFILE=" + req.Profile, "PACKAGES=" + strings.Join(req.Packages, " "),
-	}, mounts)
+	}, nil, mounts)
 	if err != nil {
 		return nil, err
 	}
 	return ParseManifest(out)
+}
+
+func (d *Driver) trialManifest(ctx context.Context, req Request) ([]Package, error) {
+	scratch, err := os.MkdirTemp(filepath.Dir(req.Feed), "trial-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(scratch)
+	req.Files, req.BinDir = filepath.Join(scratch, "files"), filepath.Join(scratch, "bin")
+	for _, dir := range []string{scratch, req.Files, req.BinDir} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if req.SourceDateEpoch <= 0 {
+		req.SourceDateEpoch = 1
+	}
+	if err := d.Image(ctx, req); err != nil {
+		return nil, fmt.Errorf("trial make image to learn the package set (this ImageBuilder has no `make manifest`): %w", err)
+	}
+	out, err := Outputs(req.BinDir, req.Profile)
+	if err != nil {
+		return nil, err
+	}
+	return ParseManifest(out.Manifest)
 }
 
 // Image runs `make image` and returns the make output.
@@ -118,7 +173,22 @@ func (d *Driver) Image(ctx context.Context, req Request) error {
 		{Source: req.BinDir, Target: binTarget},
 	}
 	mounts = append(mounts, d.reposMount(req)...)
-	argv := []string{"make", "image",
+	hook, err := d.writeHook(req)
+	if err != nil {
+		return err
+	}
+	mounts = append(mounts, hook)
+	if len(req.DisabledServices) > 0 {
+		caps, err := d.Capabilities()
+		if err != nil {
+			return err
+		}
+		if !caps.DisabledServices {
+			return fmt.Errorf("imagebuilder: %w: this ImageBuilder's Makefile has no DISABLED_SERVICES (OpenWrt 18.06 added it); remove disabled_services from the profile and the packages that own those services from packages", ErrMissingInterface)
+		}
+	}
+	argv := []string{"/bin/sh", "-c", entryScript, "torwrt-build", d.Runner.Path(hook) + "/mksquashfs",
+		"make", "image",
 		"PROFILE=" + req.Profile,
 		"PACKAGES=" + strings.Join(req.Packages, " "),
 		"FILES=" + d.Runner.Path(mounts[0]),
@@ -130,8 +200,32 @@ func (d *Driver) Image(ctx context.Context, req Request) error {
 	if len(req.DisabledServices) > 0 {
 		argv = append(argv, "DISABLED_SERVICES="+strings.Join(req.DisabledServices, " "))
 	}
-	_, err = d.make(ctx, "image", argv, mounts)
+	env := []string{
+		fmt.Sprintf("SOURCE_DATE_EPOCH=%d", req.SourceDateEpoch),
+		"TORWRT_FILES=" + d.Runner.Path(mounts[0]),
+	}
+	_, err = d.make(ctx, "image", argv, env, mounts)
 	return err
+}
+
+// writeHook writes the mksquashfs wrapper next to the feed directory and
+// returns its read-only mount.
+func (d *Driver) writeHook(req Request) (container.Mount, error) {
+	dir := filepath.Join(filepath.Dir(req.Feed), "hooks")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return container.Mount{}, err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return container.Mount{}, err
+	}
+	p := filepath.Join(dir, "mksquashfs")
+	if err := os.WriteFile(p, mksquashfsHook, 0o755); err != nil {
+		return container.Mount{}, err
+	}
+	if err := os.Chmod(p, 0o755); err != nil {
+		return container.Mount{}, err
+	}
+	return container.Mount{Source: dir, Target: hooksTarget, ReadOnly: true}, nil
 }
 
 func (d *Driver) checkRequest(req Request, image bool) error {
@@ -152,6 +246,9 @@ func (d *Driver) checkRequest(req Request, image bool) error {
 	}
 	if image && (req.Files == "" || req.BinDir == "") {
 		return errors.New("imagebuilder: make image needs FILES and BIN_DIR")
+	}
+	if image && req.SourceDateEpoch <= 0 {
+		return errors.New("imagebuilder: make image needs a SOURCE_DATE_EPOCH")
 	}
 	return nil
 }
@@ -181,7 +278,7 @@ func (d *Driver) FeedPath(feedDir string) string {
 	return d.Runner.Path(container.Mount{Source: feedDir, Target: feedTarget, ReadOnly: true})
 }
 
-func (d *Driver) make(ctx context.Context, step string, argv []string, mounts []container.Mount) ([]byte, error) {
+func (d *Driver) make(ctx context.Context, step string, argv, env []string, mounts []container.Mount) ([]byte, error) {
 	var logFile io.Writer = io.Discard
 	logPath := ""
 	if d.LogDir != "" {
@@ -206,6 +303,7 @@ func (d *Driver) make(ctx context.Context, step string, argv []string, mounts []
 		Name:   "torwrt-" + step + "-" + randomID(),
 		Image:  d.IBImage,
 		Argv:   argv,
+		Env:    env,
 		Mounts: mounts,
 		Stdout: io.MultiWriter(&stdout, logFile, progress),
 		Stderr: io.MultiWriter(tail, logFile, progress),

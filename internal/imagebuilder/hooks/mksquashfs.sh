@@ -1,0 +1,41 @@
+#!/bin/sh
+# torwrt: stands in for the ImageBuilder's mksquashfs4 during `make image`
+# (installed by entry.sh; the original is "$0.ib"). It makes the root tree
+# independent of when and by whom it was built, then runs the original
+# with exactly the arguments the ImageBuilder passed:
+#   - opkg's Installed-Time becomes SOURCE_DATE_EPOCH (older ImageBuilders
+#     stamp the clock there even when SOURCE_DATE_EPOCH is set);
+#   - only the keys torwrt's FILES overlay ships stay in etc/opkg/keys and
+#     etc/torwrt/keys (the ImageBuilder adds its own build key);
+#   - every file, directory and link gets SOURCE_DATE_EPOCH as its time,
+#     for mksquashfs versions that do not take -fixed-time.
+# SOURCE_DATE_EPOCH and TORWRT_FILES come from the environment torwrt sets.
+set -eu
+real="$0.ib"
+src=${1:-}
+case "$src" in
+"" | -*) exec "$real" "$@" ;;
+esac
+if [ ! -d "$src" ]; then
+	exec "$real" "$@"
+fi
+: "${SOURCE_DATE_EPOCH:?torwrt: SOURCE_DATE_EPOCH is not set}"
+: "${TORWRT_FILES:?torwrt: TORWRT_FILES is not set}"
+status="$src/usr/lib/opkg/status"
+if [ -f "$status" ]; then
+	sed -i "s/^Installed-Time: .*/Installed-Time: $SOURCE_DATE_EPOCH/" "$status"
+fi
+for dir in etc/opkg/keys etc/torwrt/keys; do
+	[ -d "$src/$dir" ] || continue
+	for key in "$src/$dir"/* "$src/$dir"/.[!.]*; do
+		[ -e "$key" ] || [ -L "$key" ] || continue
+		name=${key##*/}
+		if [ ! -e "$TORWRT_FILES/$dir/$name" ]; then
+			echo "torwrt: removing $dir/$name (not a release key)" >&2
+			rm -f "$key"
+		fi
+	done
+done
+find "$src" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+echo "torwrt: root tree normalized (times $SOURCE_DATE_EPOCH, umask 022); running the ImageBuilder's own ${0##*/}" >&2
+exec "$real" "$@"
