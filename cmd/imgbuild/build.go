@@ -67,6 +67,11 @@ func (o *profileOptions) resolve() ([]*profile.Profile, error) {
 			}
 			return nil, err
 		}
+		if o.all && p.TestProfile != "" {
+			// Test profiles (an older ImageBuilder generation, say) are
+			// built by name only, never as part of a release.
+			continue
+		}
 		out = append(out, p)
 	}
 	return out, nil

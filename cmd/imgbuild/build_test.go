@@ -14,9 +14,29 @@ import (
 func runCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	e := env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
+	e := env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(k string) string {
+		if k == "TORWRT_USERLAND_CACHE" {
+			return testUserlandCache(t)
+		}
+		return ""
+	}}
 	code := run(context.Background(), e, args)
 	return code, out.String(), errb.String()
+}
+
+// testUserlandCache is where `ib import` in tests keeps the Debian
+// userland (~130 MB of .debs, ~560 MB of layer): content-addressed, so
+// shared by every test and every run, in TORWRT_USERLAND_CACHE or
+// ~/.cache/torwrt-test/userland.
+func testUserlandCache(t *testing.T) string {
+	if d := os.Getenv("TORWRT_USERLAND_CACHE"); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(home, ".cache", "torwrt-test", "userland")
 }
 
 func throwawayKey(t *testing.T) string {

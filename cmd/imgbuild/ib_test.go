@@ -76,7 +76,7 @@ func TestIBImport(t *testing.T) {
 	}
 	ref := out[i+len(`"lock_ref": "`):]
 	ref = ref[:strings.IndexByte(ref, '"')]
-	if !strings.HasPrefix(ref, ImportedRepository+"@sha256:") {
+	if !strings.HasPrefix(ref, container.ImportedRepository+"@sha256:") {
 		t.Fatalf("lock ref %q", ref)
 	}
 	c := &container.Cache{Dir: filepath.Join(cache, "images")}

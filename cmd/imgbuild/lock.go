@@ -64,8 +64,17 @@ func runLock(ctx context.Context, e env, args []string) error {
 			return err
 		}
 		defer os.RemoveAll(work)
+		imageRef := ""
+		if p.ImageBuilder.Imported() {
+			rec, err := readImportRecord(cacheDir, p.ImageBuilder.ArchiveSHA256)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.ID, err)
+			}
+			imageRef = rec.LockRef
+			fmt.Fprintf(e.stderr, "%s: ImageBuilder imported from %s as %s\n", p.ID, rec.Archive, rec.LockRef)
+		}
 		l, err := lock.Resolve(ctx, lock.Options{
-			Profile: p, ResolveTag: resolveTag,
+			Profile: p, ResolveTag: resolveTag, ImageRef: imageRef,
 			Cache:  &container.Cache{Dir: filepath.Join(cacheDir, "images"), Progress: e.stderr},
 			Runner: runner, Keys: keys, // feeds: the pinned image's own repositories.conf
 			HTTPClient: http.DefaultClient, WorkDir: work, Progress: e.stderr,

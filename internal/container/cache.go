@@ -119,6 +119,9 @@ func (c *Cache) Pull(ctx context.Context, ref string) (*Image, error) {
 	} else if !errors.Is(err, ErrNotCached) {
 		return nil, err
 	}
+	if d.Context().Name() == ImportedRepository {
+		return nil, fmt.Errorf("container: %s is an ImageBuilder imported from an archive and is not in the cache %s: run `imgbuild ib import ARCHIVE --sha256sums FILE --sig FILE` with the same --cache (no registry serves imported images)", shortRef(ref), c.Dir)
+	}
 	if err := c.initLayout(); err != nil {
 		return nil, err
 	}
@@ -182,6 +185,35 @@ func (c *Cache) Pull(ctx context.Context, ref string) (*Image, error) {
 		return nil, fmt.Errorf("container: %s has media type %q, which is neither an image nor an image index", ref, desc.MediaType)
 	}
 
+	return c.store(ctx, ref, pinned, pinnedIsIndex, img)
+}
+
+// Put stores an image made on this machine (an imported ImageBuilder) in
+// the cache under repo@<its manifest digest>, through the same verified
+// path as a pulled image, and returns it.
+func (c *Cache) Put(ctx context.Context, repo string, img v1.Image) (*Image, error) {
+	dg, err := img.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("container: digest of the image to store: %w", err)
+	}
+	ref := repo + "@" + dg.String()
+	if _, err := ParseDigest(ref); err != nil {
+		return nil, err
+	}
+	if err := c.checkDir(); err != nil {
+		return nil, err
+	}
+	if cached, err := c.Load(ctx, ref); err == nil {
+		return cached, nil
+	}
+	if err := c.initLayout(); err != nil {
+		return nil, err
+	}
+	return c.store(ctx, ref, dg.String(), false, img)
+}
+
+// store writes img's blobs and an index entry for ref.
+func (c *Cache) store(ctx context.Context, ref, pinned string, pinnedIsIndex bool, img v1.Image) (*Image, error) {
 	rawManifest, err := img.RawManifest()
 	if err != nil {
 		return nil, fmt.Errorf("container: reading manifest of %s: %w", ref, err)

@@ -18,6 +18,12 @@ import (
 
 var digestRe = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
+// ImportedRepository names ImageBuilder images made by `imgbuild ib
+// import` from an upstream archive. No registry serves it: such an image
+// exists only in the local cache, under its digest. The name only says
+// where the image came from; the digest decides which image is used.
+const ImportedRepository = "localhost/openwrt/imagebuilder-imported"
+
 // ParseDigest parses a pinned image reference "host/repo@sha256:<64 hex>"
 // (a tag may precede the digest, "host/repo:tag@sha256:...", and is then
 // only informative). A reference without a digest is refused: a tag moves,

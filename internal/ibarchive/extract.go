@@ -64,6 +64,10 @@ type Limits struct {
 	MaxWindow    int64 // decompressor window (xz dictionary, zstd window); default 128 MiB
 }
 
+// overhead bounds the tar headers, padding and end blocks that come on top
+// of the file bytes.
+func (l Limits) overhead() int64 { return int64(l.MaxFiles)*3*512 + 1<<20 }
+
 func (l Limits) withDefaults() Limits {
 	if l.MaxBytes <= 0 {
 		l.MaxBytes = 4 << 30
@@ -80,41 +84,94 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
+// ExtractOptions choose the layout of the extracted tree. The safety checks
+// are the same whatever they say.
+type ExtractOptions struct {
+	// StripTopDir requires every entry to lie below one top-level
+	// directory, as in every upstream ImageBuilder archive
+	// ("openwrt-imagebuilder-ramips-mt7620.Linux-x86_64/"), and extracts
+	// that directory's contents into destDir, so that destDir is the
+	// ImageBuilder itself; Result.TopDir records the name. An archive with
+	// no top-level entry, with more than one, or with a file at the top
+	// level is refused with ErrTopDir. Symlink targets are not rewritten,
+	// and hard link targets must lie below the same directory.
+	StripTopDir bool
+}
+
 // Result describes a finished extraction.
 type Result struct {
 	SHA256      string // of the compressed archive as read
 	Compression Compression
-	Files       int   // entries extracted
-	Bytes       int64 // regular file bytes written
+	Files       int    // entries extracted
+	Bytes       int64  // regular file bytes written
+	TopDir      string // the stripped top-level directory, with ExtractOptions.StripTopDir
+
+	// AbsoluteSymlinks lists, sorted, the symlinks whose target is an
+	// absolute path, by their name in destDir. Their targets are as in the
+	// archive; they resolve outside destDir.
+	AbsoluteSymlinks []string
 }
 
 // Extract unpacks the tar archive read from r into destDir, which must not
 // exist yet (its parent must). Entries go to a staging directory next to
 // destDir that is renamed to destDir only when the whole archive has been
-// read and checked; on error it is removed.
+// read and checked; on error it is removed. Extract decompresses r as it
+// reads it; use ExtractVerified or ExtractFile to authenticate an archive
+// before any of it is parsed.
 //
-// Refused: absolute paths and ".." components, entries below a symlink,
-// symlinks that are absolute or resolve outside destDir (through chains of
-// links too), hard links to anything but an earlier regular file, device
-// nodes, fifos, duplicate entries, and archives beyond lim. Modes keep the
-// permission bits only (no setuid, setgid or sticky); owners are not set;
-// modification times are kept.
-func Extract(ctx context.Context, r io.Reader, c Compression, destDir string, lim Limits) (Result, error) {
-	return extract(ctx, r, "", c, destDir, lim)
-}
-
-// ExtractVerified is Extract that also requires the archive's SHA-256 to be
-// wantSHA256 (hex); destDir appears only if it matches.
-func ExtractVerified(ctx context.Context, r io.Reader, wantSHA256 string, c Compression, destDir string, lim Limits) (Result, error) {
-	want := strings.ToLower(wantSHA256)
-	if len(want) != 64 || strings.Trim(want, "0123456789abcdef") != "" {
-		return Result{}, fmt.Errorf("ibarchive: pinned sha256 %q is not 64 hex digits", wantSHA256)
+// Accepted: directories, regular files, hard links to an earlier regular
+// file, symlinks whose target stays inside destDir (through chains of
+// links too), and symlinks whose target is an absolute path. Absolute
+// symlinks are created as they are and listed in Result.AbsoluteSymlinks:
+// upstream ImageBuilders ship them in staging_dir/host/bin (awk ->
+// /usr/bin/gawk, bash -> /bin/bash, perl, python, ...) for their
+// prerequisite check to re-point at host tools, and inside the build
+// container they resolve to the container's own userland, as intended.
+// Extraction never follows any symlink: nothing is written below one, and
+// all writes go through an os.Root that cannot leave the staging
+// directory. Whoever uses the tree outside a container must not follow
+// the absolute ones either.
+//
+// Refused: absolute paths and ".." components (ErrUnsafePath); entries
+// below a symlink, absolute or not (ErrUnsafePath); relative symlinks that
+// resolve outside destDir, also through chains of links, and those that
+// reach their target through an absolute symlink, since they would leave
+// destDir when used (ErrUnsafePath); hard links to anything but an earlier
+// regular file (ErrUnsafePath); device nodes and fifos (ErrSpecialFile);
+// duplicate entries (ErrCorrupt); archives beyond lim (ErrTooLarge); and,
+// with o.StripTopDir, any layout but one top-level directory (ErrTopDir).
+// Modes keep the permission bits only (no setuid, setgid or sticky), and
+// directories the archive does not list get 0755 whatever the umask;
+// owners are not set; modification times are kept.
+func Extract(ctx context.Context, r io.Reader, c Compression, destDir string, lim Limits, o ExtractOptions) (Result, error) {
+	res, err := extract(ctx, r, "", c, destDir, lim, o)
+	if err != nil {
+		return res, fmt.Errorf("ibarchive: %w", err)
 	}
-	return extract(ctx, r, want, c, destDir, lim)
+	return res, nil
 }
 
-// ExtractFile extracts the archive at archivePath, whose base name must be
-// listed in sums (from VerifySums), into destDir.
+// ExtractVerified is Extract for an archive whose SHA-256 must be
+// wantSHA256 (hex). r is first copied, while hashed, into a private file
+// (mode 0600) beside destDir; only if the hash matches is that copy
+// decompressed and extracted, so no byte of a mismatching archive reaches
+// a decompressor or the tar reader (ErrHashMismatch). The copy is removed
+// before ExtractVerified returns. The copy is bounded like the
+// decompressed stream, by lim.MaxBytes plus tar overhead (ErrTooLarge).
+func ExtractVerified(ctx context.Context, r io.Reader, wantSHA256 string, c Compression, destDir string, lim Limits, o ExtractOptions) (Result, error) {
+	res, err := extractVerified(ctx, r, wantSHA256, c, destDir, lim, o)
+	if err != nil {
+		return res, fmt.Errorf("ibarchive: %w", err)
+	}
+	return res, nil
+}
+
+// ExtractFile extracts the ImageBuilder archive at archivePath, whose base
+// name must be listed in sums (from VerifySums), into destDir. Like
+// ExtractVerified it hashes a private copy of the archive before reading
+// any of it as an archive, and like ExtractOptions.StripTopDir it requires
+// one top-level directory and leaves its contents in destDir, so that
+// destDir holds the ImageBuilder's Makefile.
 func ExtractFile(ctx context.Context, archivePath string, sums Sums, destDir string, lim Limits) (Result, error) {
 	name := filepath.Base(archivePath)
 	want, ok := sums.Lookup(name)
@@ -126,11 +183,65 @@ func ExtractFile(ctx context.Context, archivePath string, sums Sums, destDir str
 		return Result{}, fmt.Errorf("ibarchive: %w", err)
 	}
 	defer f.Close()
-	res, err := extract(ctx, f, want, Auto, destDir, lim)
+	res, err := extractVerified(ctx, f, want, Auto, destDir, lim, ExtractOptions{StripTopDir: true})
 	if err != nil {
-		return res, fmt.Errorf("%s: %w", name, err)
+		return res, fmt.Errorf("ibarchive: %s: %w", name, err)
 	}
 	return res, nil
+}
+
+func extractVerified(ctx context.Context, r io.Reader, wantSHA256 string, c Compression, destDir string, lim Limits, o ExtractOptions) (Result, error) {
+	want := strings.ToLower(wantSHA256)
+	if len(want) != 64 || strings.Trim(want, "0123456789abcdef") != "" {
+		return Result{}, fmt.Errorf("pinned sha256 %q is not 64 hex digits", wantSHA256)
+	}
+	lim = lim.withDefaults()
+	destDir = filepath.Clean(destDir)
+	if _, err := os.Lstat(destDir); err == nil {
+		return Result{}, fmt.Errorf("destination %s already exists", destDir)
+	}
+	f, got, err := spool(ctx, r, destDir, lim.MaxBytes+lim.overhead())
+	if err != nil {
+		return Result{}, err
+	}
+	defer func() {
+		f.Close()
+		os.Remove(f.Name())
+	}()
+	if got != want {
+		return Result{SHA256: got}, fmt.Errorf("%w: archive is %s, pinned %s", ErrHashMismatch, got, want)
+	}
+	// The copy is private, but hashing it again while extracting costs
+	// little and makes Result.SHA256 describe the bytes decompressed.
+	return extract(ctx, f, want, c, destDir, lim, o)
+}
+
+// spool copies at most max bytes of r into a new file, mode 0600, beside
+// destDir, and returns it rewound with the hex SHA-256 of its contents.
+// The caller closes and removes it.
+func spool(ctx context.Context, r io.Reader, destDir string, max int64) (_ *os.File, sum string, err error) {
+	f, err := os.CreateTemp(filepath.Dir(destDir), "."+filepath.Base(destDir)+".archive-")
+	if err != nil {
+		return nil, "", fmt.Errorf("creating private archive copy: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	h := sha256.New()
+	n, err := copyCtx(ctx, io.MultiWriter(f, h), io.LimitReader(r, max+1), make([]byte, 256<<10))
+	if err != nil {
+		return nil, "", fmt.Errorf("copying archive: %w", err)
+	}
+	if n > max {
+		return nil, "", fmt.Errorf("%w: archive is larger than %d bytes", ErrTooLarge, max)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, "", err
+	}
+	return f, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // wrapDecompress makes decompressor errors carry the sentinel their kind
@@ -167,15 +278,15 @@ func (c *countLimit) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func extract(ctx context.Context, r io.Reader, want string, c Compression, destDir string, lim Limits) (res Result, err error) {
+func extract(ctx context.Context, r io.Reader, want string, c Compression, destDir string, lim Limits, o ExtractOptions) (res Result, err error) {
 	lim = lim.withDefaults()
 	destDir = filepath.Clean(destDir)
 	if _, err := os.Lstat(destDir); err == nil {
-		return res, fmt.Errorf("ibarchive: destination %s already exists", destDir)
+		return res, fmt.Errorf("destination %s already exists", destDir)
 	}
 	staging, err := os.MkdirTemp(filepath.Dir(destDir), "."+filepath.Base(destDir)+".partial-")
 	if err != nil {
-		return res, fmt.Errorf("ibarchive: creating staging directory: %w", err)
+		return res, fmt.Errorf("creating staging directory: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -184,7 +295,7 @@ func extract(ctx context.Context, r io.Reader, want string, c Compression, destD
 	}()
 	root, err := os.OpenRoot(staging)
 	if err != nil {
-		return res, fmt.Errorf("ibarchive: %w", err)
+		return res, err
 	}
 	defer root.Close()
 
@@ -202,59 +313,58 @@ func extract(ctx context.Context, r io.Reader, want string, c Compression, destD
 	case XZ:
 		x, err := xzdec.NewReader(src, xzdec.Config{MaxDict: lim.MaxWindow})
 		if err != nil {
-			return res, fmt.Errorf("ibarchive: xz: %w", wrapDecompress(err))
+			return res, fmt.Errorf("xz: %w", wrapDecompress(err))
 		}
 		dec = x
 	case Zstd:
 		z, err := zstd.NewReader(src, zstd.WithDecoderMaxWindow(uint64(lim.MaxWindow)), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
 		if err != nil {
-			return res, fmt.Errorf("ibarchive: zstd: %w", wrapDecompress(err))
+			return res, fmt.Errorf("zstd: %w", wrapDecompress(err))
 		}
 		defer z.Close()
 		dec = z
 	case Gzip:
 		z, err := gzip.NewReader(src)
 		if err != nil {
-			return res, fmt.Errorf("ibarchive: gzip: %w", wrapDecompress(err))
+			return res, fmt.Errorf("gzip: %w", wrapDecompress(err))
 		}
 		dec = z
 	case None:
 		dec = src
 	default:
-		return res, fmt.Errorf("ibarchive: unknown compression %q", c)
+		return res, fmt.Errorf("unknown compression %q", c)
 	}
-	// Tar headers, padding and end blocks on top of the file bytes.
-	overhead := int64(lim.MaxFiles)*3*512 + 1<<20
-	limited := &countLimit{r: dec, max: lim.MaxBytes + overhead}
+	limited := &countLimit{r: dec, max: lim.MaxBytes + lim.overhead()}
 
-	x := &extractor{root: root, lim: lim, dirs: map[string]bool{"": true}}
+	x := &extractor{root: root, lim: lim, strip: o.StripTopDir, dirs: map[string]bool{"": true}}
 	if err := x.run(ctx, tar.NewReader(limited)); err != nil {
-		return res, fmt.Errorf("ibarchive: %w", err)
+		return res, err
 	}
 	// Read the compressed stream to its end: it checks the trailer and
 	// lets the hash cover every byte of the file.
 	if _, err := io.Copy(io.Discard, limited); err != nil {
-		return res, fmt.Errorf("ibarchive: after the tar end: %w", err)
+		return res, fmt.Errorf("after the tar end: %w", err)
 	}
 	if _, err := io.Copy(io.Discard, src); err != nil {
-		return res, fmt.Errorf("ibarchive: reading archive: %w", err)
+		return res, fmt.Errorf("reading archive: %w", err)
 	}
 	res.SHA256 = hex.EncodeToString(h.Sum(nil))
 	if want != "" && res.SHA256 != want {
-		return res, fmt.Errorf("ibarchive: %w: archive is %s, pinned %s", ErrHashMismatch, res.SHA256, want)
+		return res, fmt.Errorf("%w: archive is %s, pinned %s", ErrHashMismatch, res.SHA256, want)
 	}
 	if err := x.finish(); err != nil {
-		return res, fmt.Errorf("ibarchive: %w", err)
+		return res, err
 	}
-	res.Files, res.Bytes = x.files, x.bytes
+	res.Files, res.Bytes, res.TopDir = x.files, x.bytes, x.top
+	res.AbsoluteSymlinks = slices.Sorted(slices.Values(x.absLinks))
 	if err := os.Chmod(staging, 0755); err != nil {
-		return res, fmt.Errorf("ibarchive: %w", err)
+		return res, err
 	}
 	if err := root.Close(); err != nil {
-		return res, fmt.Errorf("ibarchive: %w", err)
+		return res, err
 	}
 	if err := os.Rename(staging, destDir); err != nil {
-		return res, fmt.Errorf("ibarchive: %w", err)
+		return res, err
 	}
 	return res, nil
 }
@@ -262,9 +372,12 @@ func extract(ctx context.Context, r io.Reader, want string, c Compression, destD
 type extractor struct {
 	root     *os.Root
 	lim      Limits
+	strip    bool            // ExtractOptions.StripTopDir
+	top      string          // the top-level directory, once seen, with strip
 	dirs     map[string]bool // real directories created, "" is the root
 	dirMeta  []dirMeta
-	symlinks []string
+	symlinks []string // relative ones, checked again at the end
+	absLinks []string
 	files    int
 	bytes    int64
 	buf      []byte
@@ -318,7 +431,13 @@ func (x *extractor) parents(p string) error {
 		case err == nil:
 			x.dirs[a] = true
 		case errors.Is(err, fs.ErrNotExist):
-			if err := x.root.Mkdir(a, 0755); err != nil {
+			// Chmod, not the umask, decides the mode of a directory
+			// the archive does not list, so the tree packs the same
+			// under any umask.
+			if err := x.root.Mkdir(a, 0700); err != nil {
+				return err
+			}
+			if err := x.root.Chmod(a, 0755); err != nil {
 				return err
 			}
 			x.dirs[a] = true
@@ -360,6 +479,9 @@ func (x *extractor) run(ctx context.Context, tr *tar.Reader) error {
 		}
 		h, err := tr.Next()
 		if err == io.EOF {
+			if x.strip && x.top == "" {
+				return fmt.Errorf("%w: the archive has no top-level entry", ErrTopDir)
+			}
 			return nil
 		}
 		if err != nil {
@@ -378,10 +500,35 @@ func (x *extractor) run(ctx context.Context, tr *tar.Reader) error {
 			}
 			continue
 		}
+		if x.strip {
+			if name, err = x.stripTop(name); err != nil {
+				return err
+			}
+			if name == "" {
+				if h.Typeflag != tar.TypeDir {
+					return fmt.Errorf("%w: %q at the top level is not a directory", ErrTopDir, h.Name)
+				}
+				// Like the root, the top directory gets 0755.
+				continue
+			}
+		}
 		if err := x.entry(ctx, tr, h, name); err != nil {
 			return err
 		}
 	}
+}
+
+// stripTop removes the top-level directory from the clean, non-empty
+// name, refusing a second one.
+func (x *extractor) stripTop(name string) (string, error) {
+	top, rest, _ := strings.Cut(name, "/")
+	switch {
+	case x.top == "":
+		x.top = top
+	case top != x.top:
+		return "", fmt.Errorf("%w: %q and %q are both at the top level", ErrTopDir, x.top, top)
+	}
+	return rest, nil
 }
 
 func (x *extractor) entry(ctx context.Context, tr *tar.Reader, h *tar.Header, name string) error {
@@ -446,7 +593,11 @@ func (x *extractor) entry(ctx context.Context, tr *tar.Reader, h *tar.Header, na
 			return err
 		}
 	case tar.TypeSymlink:
-		if h.Linkname == "" || !lexicallyInside(name, h.Linkname) {
+		// An absolute target is kept as it is (see Extract); a relative
+		// one must stay inside, which finish checks again on the whole
+		// tree.
+		abs := strings.HasPrefix(h.Linkname, "/")
+		if h.Linkname == "" || strings.ContainsRune(h.Linkname, 0) || !abs && !lexicallyInside(name, h.Linkname) {
 			return fmt.Errorf("%w: symlink %q -> %q points outside the archive", ErrUnsafePath, h.Name, h.Linkname)
 		}
 		if err := x.root.Symlink(h.Linkname, name); err != nil {
@@ -455,9 +606,19 @@ func (x *extractor) entry(ctx context.Context, tr *tar.Reader, h *tar.Header, na
 			}
 			return err
 		}
-		x.symlinks = append(x.symlinks, name)
+		if abs {
+			x.absLinks = append(x.absLinks, name)
+		} else {
+			x.symlinks = append(x.symlinks, name)
+		}
 	case tar.TypeLink:
 		target, err := cleanName(h.Linkname)
+		if err == nil && x.strip {
+			var ok bool
+			if target, ok = strings.CutPrefix(target, x.top+"/"); !ok {
+				target = ""
+			}
+		}
 		if err != nil || target == "" {
 			return fmt.Errorf("%w: hard link %q -> %q", ErrUnsafePath, h.Name, h.Linkname)
 		}
@@ -497,9 +658,9 @@ func copyCtx(ctx context.Context, w io.Writer, r io.Reader, buf []byte) (int64, 
 	}
 }
 
-// finish resolves every symlink against the final tree, which the lexical
-// check at creation could not see (a link through another link), then sets
-// directory modes and times.
+// finish resolves every relative symlink against the final tree, which the
+// lexical check at creation could not see (a link through another link),
+// then sets directory modes and times.
 func (x *extractor) finish() error {
 	for _, l := range x.symlinks {
 		if err := x.checkLink(l); err != nil {
@@ -523,8 +684,9 @@ func (x *extractor) finish() error {
 	return nil
 }
 
-// checkLink follows the symlink at link as the kernel would, refusing it if
-// any step leaves the root.
+// checkLink follows the relative symlink at link as the kernel would,
+// refusing it if any step leaves the root or goes through an absolute
+// symlink (which would leave it when the tree is used).
 func (x *extractor) checkLink(link string) error {
 	fail := func(why string) error {
 		return fmt.Errorf("%w: symlink %q %s", ErrUnsafePath, link, why)

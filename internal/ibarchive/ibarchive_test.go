@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -141,8 +142,9 @@ func TestParseSums(t *testing.T) {
 const ibDir = "openwrt-imagebuilder-24.10.3-ath79-generic.Linux-x86_64"
 
 // ibTree writes a small tree shaped like an ImageBuilder: a top directory,
-// executables, relative symlinks (also through another link), a hard link,
-// an empty and a read-only directory, fixed mtimes.
+// executables, relative symlinks (also through another link), an absolute
+// symlink as upstream ships them, a hard link, an empty and a read-only
+// directory, fixed mtimes.
 func ibTree(t testing.TB) string {
 	t.Helper()
 	src := t.TempDir()
@@ -172,6 +174,7 @@ func ibTree(t testing.TB) string {
 	os.Symlink("host/bin", filepath.Join(top, "staging_dir/hostbin"))
 	os.Symlink("hostbin/scripts/ipkg-build", filepath.Join(top, "staging_dir/ipkg"))
 	os.Symlink("dangling-but-inside", filepath.Join(top, "tmp/dangling"))
+	os.Symlink("/usr/bin/gawk", filepath.Join(top, "staging_dir/host/bin/awk"))
 	os.Link(filepath.Join(top, "staging_dir/host/bin/fwtool"), filepath.Join(top, "staging_dir/host/bin/fwtool.hard"))
 	os.Chmod(filepath.Join(top, "readonly"), 0555)
 	t.Cleanup(func() { os.Chmod(filepath.Join(top, "readonly"), 0755) })
@@ -261,25 +264,28 @@ func TestExtractRealArchives(t *testing.T) {
 			arch := shOut(t, src, "tar --format=gnu --numeric-owner --owner=0 --group=0 --sort=name -cf - "+ibDir+" | "+tc.compress)
 			parent := t.TempDir()
 			dest := filepath.Join(parent, "ib")
-			res, err := ExtractVerified(t.Context(), bytes.NewReader(arch), hexSHA(arch), Auto, dest, Limits{})
+			res, err := ExtractVerified(t.Context(), bytes.NewReader(arch), hexSHA(arch), Auto, dest, Limits{}, ExtractOptions{StripTopDir: true})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Compression != tc.want || res.SHA256 != hexSHA(arch) || res.Files < 20 || res.Bytes < 200<<10 {
+			t.Cleanup(func() { os.Chmod(filepath.Join(dest, "readonly"), 0755) })
+			if res.Compression != tc.want || res.SHA256 != hexSHA(arch) || res.Files < 20 || res.Bytes < 200<<10 || res.TopDir != ibDir {
 				t.Errorf("result %+v", res)
 			}
-			compareTrees(t, filepath.Join(src, ibDir), filepath.Join(dest, ibDir))
-			bin := filepath.Join(dest, ibDir, "staging_dir/host/bin")
+			if !slices.Equal(res.AbsoluteSymlinks, []string{"staging_dir/host/bin/awk"}) {
+				t.Errorf("absolute symlinks %q", res.AbsoluteSymlinks)
+			}
+			compareTrees(t, filepath.Join(src, ibDir), dest)
+			bin := filepath.Join(dest, "staging_dir/host/bin")
 			if inode(t, filepath.Join(bin, "fwtool")) != inode(t, filepath.Join(bin, "fwtool.hard")) {
 				t.Error("hard link extracted as a copy")
 			}
-			if b, err := os.ReadFile(filepath.Join(dest, ibDir, "staging_dir/ipkg")); err != nil || string(b) != "#!/bin/sh\n" {
+			if b, err := os.ReadFile(filepath.Join(dest, "staging_dir/ipkg")); err != nil || string(b) != "#!/bin/sh\n" {
 				t.Errorf("symlink chain: %q, %v", b, err)
 			}
 			if ents, _ := os.ReadDir(parent); len(ents) != 1 {
-				t.Errorf("parent holds %d entries, want only the destination", len(ents))
+				t.Errorf("parent holds %v, want only the destination", ents)
 			}
-			os.Chmod(filepath.Join(dest, ibDir, "readonly"), 0755)
 		})
 	}
 }
@@ -295,10 +301,18 @@ func TestExtractFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ExtractFile(t.Context(), filepath.Join(dir, name), sums, filepath.Join(dir, "out"), Limits{}); err != nil {
+	res, err := ExtractFile(t.Context(), filepath.Join(dir, name), sums, filepath.Join(dir, "out"), Limits{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.Chmod(filepath.Join(dir, "out", ibDir, "readonly"), 0755) })
+	t.Cleanup(func() { os.Chmod(filepath.Join(dir, "out", "readonly"), 0755) })
+	// The top directory is stripped: the destination is the ImageBuilder.
+	if res.TopDir != ibDir || res.SHA256 != hexSHA(arch) {
+		t.Errorf("result %+v", res)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out", "Makefile")); err != nil {
+		t.Errorf("Makefile not at the top of the destination: %v", err)
+	}
 	if _, err := ExtractFile(t.Context(), filepath.Join(dir, name), Sums{}, filepath.Join(dir, "out2"), Limits{}); !errors.Is(err, ErrNotListed) {
 		t.Errorf("unlisted archive: %v", err)
 	}
@@ -402,7 +416,14 @@ func TestExtractRefuses(t *testing.T) {
 		{"dot-dot inside", tarOf(t, []ent{reg("top/../../evil")}), None, Limits{}, ErrUnsafePath},
 		{"absolute", tarOf(t, []ent{reg("/etc/evil")}), None, Limits{}, ErrUnsafePath},
 		{"symlink outside", tarOf(t, []ent{{name: "l", link: "../../etc", typ: tar.TypeSymlink}}), None, Limits{}, ErrUnsafePath},
-		{"absolute symlink", tarOf(t, []ent{{name: "l", link: "/etc/passwd", typ: tar.TypeSymlink}}), None, Limits{}, ErrUnsafePath},
+		{"relative symlink to absolute symlink", tarOf(t, []ent{{name: "sh", link: "/bin/sh", typ: tar.TypeSymlink}, {name: "bash", link: "sh", typ: tar.TypeSymlink}}), None, Limits{}, ErrUnsafePath},
+		{"relative symlink through absolute symlink", tarOf(t, []ent{{name: "d/", typ: tar.TypeDir}, {name: "d/etc", link: "/etc", typ: tar.TypeSymlink}, {name: "pw", link: "d/etc/passwd", typ: tar.TypeSymlink}}), None, Limits{}, ErrUnsafePath},
+		{"relative symlink through absolute symlink and back", tarOf(t, []ent{{name: "e", link: "/etc", typ: tar.TypeSymlink}, {name: "x", link: "e/../tmp", typ: tar.TypeSymlink}}), None, Limits{}, ErrUnsafePath},
+		{"write through absolute symlink", tarOf(t, []ent{{name: "etc", link: "/etc", typ: tar.TypeSymlink}, reg("etc/evil")}), None, Limits{}, ErrUnsafePath},
+		{"hard link to absolute symlink", tarOf(t, []ent{{name: "l", link: "/etc/shadow", typ: tar.TypeSymlink}, {name: "h", link: "l", typ: tar.TypeLink}}), None, Limits{}, ErrUnsafePath},
+		{"hard link through absolute symlink", tarOf(t, []ent{{name: "etc", link: "/etc", typ: tar.TypeSymlink}, {name: "h", link: "etc/shadow", typ: tar.TypeLink}}), None, Limits{}, ErrUnsafePath},
+		{"directory over absolute symlink", tarOf(t, []ent{{name: "etc", link: "/etc", typ: tar.TypeSymlink}, {name: "etc/", typ: tar.TypeDir}}), None, Limits{}, ErrCorrupt},
+		{"file over absolute symlink", tarOf(t, []ent{{name: "passwd", link: "/etc/passwd", typ: tar.TypeSymlink}, reg("passwd")}), None, Limits{}, ErrCorrupt},
 		{"symlink chain outside", tarOf(t, []ent{{name: "a/", typ: tar.TypeDir}, {name: "a/self", link: ".", typ: tar.TypeSymlink}, {name: "up", link: "a/self/..", typ: tar.TypeSymlink}, {name: "s", link: ".", typ: tar.TypeSymlink}, {name: "esc", link: "s/..", typ: tar.TypeSymlink}}), None, Limits{}, ErrUnsafePath},
 		{"symlink loop", tarOf(t, []ent{{name: "x", link: "y", typ: tar.TypeSymlink}, {name: "y", link: "x", typ: tar.TypeSymlink}}), None, Limits{}, ErrUnsafePath},
 		{"write through symlink", tarOf(t, []ent{{name: "d/", typ: tar.TypeDir}, {name: "l", link: "d", typ: tar.TypeSymlink}, reg("l/file")}), None, Limits{}, ErrUnsafePath},
@@ -427,7 +448,7 @@ func TestExtractRefuses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			parent := t.TempDir()
 			dest := filepath.Join(parent, "out")
-			_, err := Extract(t.Context(), bytes.NewReader(tc.arch), tc.c, dest, tc.lim)
+			_, err := Extract(t.Context(), bytes.NewReader(tc.arch), tc.c, dest, tc.lim, ExtractOptions{})
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Extract: %v, want %v", err, tc.want)
 			}
@@ -443,7 +464,7 @@ func TestExtractRefuses(t *testing.T) {
 	// A bomb stops early: with a 4 MiB limit, far less than the 20 MiB of
 	// incompressible input is read.
 	cr := &countingReader{r: bytes.NewReader(bigRandom)}
-	_, err := Extract(t.Context(), cr, None, filepath.Join(t.TempDir(), "out"), Limits{MaxBytes: 4 << 20})
+	_, err := Extract(t.Context(), cr, None, filepath.Join(t.TempDir(), "out"), Limits{MaxBytes: 4 << 20}, ExtractOptions{})
 	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("bomb: %v", err)
 	}
@@ -451,23 +472,22 @@ func TestExtractRefuses(t *testing.T) {
 		t.Errorf("read %d bytes of a 20 MiB bomb before stopping", cr.n)
 	}
 
-	// Wrong hash: everything was extracted, but the destination never
-	// appears.
+	// Wrong hash: the destination never appears.
 	parent := t.TempDir()
-	if _, err := ExtractVerified(t.Context(), bytes.NewReader(good), hexSHA([]byte("other")), None, filepath.Join(parent, "out"), Limits{}); !errors.Is(err, ErrHashMismatch) {
+	if _, err := ExtractVerified(t.Context(), bytes.NewReader(good), hexSHA([]byte("other")), None, filepath.Join(parent, "out"), Limits{}, ExtractOptions{}); !errors.Is(err, ErrHashMismatch) {
 		t.Errorf("wrong hash: %v", err)
 	}
 	if ents, _ := os.ReadDir(parent); len(ents) != 0 {
 		t.Errorf("wrong hash left %v", ents)
 	}
 	// Existing destination.
-	if _, err := Extract(t.Context(), bytes.NewReader(good), None, parent, Limits{}); err == nil {
+	if _, err := Extract(t.Context(), bytes.NewReader(good), None, parent, Limits{}, ExtractOptions{}); err == nil {
 		t.Error("extracting over an existing directory succeeded")
 	}
 	// Canceled context.
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := Extract(ctx, bytes.NewReader(good), None, filepath.Join(parent, "c"), Limits{}); !errors.Is(err, context.Canceled) {
+	if _, err := Extract(ctx, bytes.NewReader(good), None, filepath.Join(parent, "c"), Limits{}, ExtractOptions{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("canceled: %v", err)
 	}
 }

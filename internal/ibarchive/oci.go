@@ -34,7 +34,9 @@ type OCIOptions struct {
 // OCI image whose bytes depend only on the tree's names, contents, modes and
 // symlink targets and on o: entries are sorted, owned by 0:0 with empty
 // names, stamped with o.Epoch, and hard links within the tree become tar
-// hard links to the first name in sort order. Special files are refused.
+// hard links to the first name in sort order. Symlinks are never followed
+// and keep their targets as they are, absolute ones included (see
+// Extract). Special files are refused.
 //
 // The layer is produced lazily each time it is read, from the tree as it is
 // then; ctx cancels those reads.

@@ -2,13 +2,29 @@
 // (openwrt-imagebuilder-*.tar.zst for 24.10, *.tar.xz before).
 //
 // VerifySums checks an upstream sha256sums file against its usign
-// signature (sha256sums.sig) with pinned keys; Extract streams an archive
-// through its decompressor into a tar extractor that refuses anything that
-// could write outside the destination (absolute paths, "..", symlinks that
-// resolve outside, writes through symlinks, hard links to outside, device
-// nodes) and stops as soon as a size or count limit is passed. The
-// destination appears only after everything, the archive hash included,
-// has been checked.
+// signature (sha256sums.sig) with pinned keys. ExtractFile and
+// ExtractVerified then authenticate the archive before parsing it: they
+// copy it into a private file while hashing it, compare the hash with the
+// signed or pinned one, and only then decompress that copy. Extraction
+// streams through the decompressor into a tar extractor that refuses
+// anything that could write outside the destination (absolute paths, "..",
+// relative symlinks that resolve outside, writes through any symlink, hard
+// links to outside, device nodes) and stops as soon as a size or count
+// limit is passed. The destination appears only after everything has been
+// checked.
+//
+// Absolute symlinks are accepted and created as they are, never followed:
+// upstream ImageBuilders ship some in staging_dir/host/bin (awk ->
+// /usr/bin/gawk, bash -> /bin/bash, ...) that their prerequisite check
+// re-points at host tools, and inside the build container they resolve to
+// the container's own userland. Result.AbsoluteSymlinks lists them. A
+// relative symlink that reaches its target through one is refused, since
+// it would leave the tree when used.
+//
+// Every upstream archive holds one top-level directory; ExtractFile (and
+// Extract with ExtractOptions.StripTopDir) requires that and extracts its
+// contents, so the destination is the ImageBuilder itself. PackOCI packs
+// such a tree as a reproducible single-layer image.
 package ibarchive
 
 import (
@@ -29,6 +45,7 @@ var (
 	ErrTooLarge     = errors.New("limit exceeded")
 	ErrHashMismatch = errors.New("sha256 mismatch")
 	ErrNotListed    = errors.New("not listed in sha256sums")
+	ErrTopDir       = errors.New("not one top-level directory")
 )
 
 // Pinned upstream usign keys that sign OpenWrt release sha256sums files

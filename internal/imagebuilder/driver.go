@@ -34,10 +34,25 @@ const (
 
 var (
 	//go:embed hooks/entry.sh
-	entryScript string
+	entryScriptFile string
+	// entryScript is the argv form: the file without its comment lines,
+	// which stay in hooks/entry.sh for readers rather than in every log.
+	entryScript = stripComments(entryScriptFile)
 	//go:embed hooks/mksquashfs.sh
 	mksquashfsHook []byte
 )
+
+func stripComments(script string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(script, "\n") {
+		if t := strings.TrimSpace(line); t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		b.WriteString(line)
+		b.WriteString("\n")
+	}
+	return b.String()
+}
 
 // Driver runs make targets of one ImageBuilder image.
 type Driver struct {
@@ -141,6 +156,14 @@ func (d *Driver) trialManifest(ctx context.Context, req Request) ([]Package, err
 		if err := os.Chmod(dir, 0o755); err != nil {
 			return nil, err
 		}
+	}
+	// Older ImageBuilders copy FILES with `cp $(FILES)/*`, which fails on
+	// an empty directory; the trial image is thrown away.
+	if err := os.MkdirAll(filepath.Join(req.Files, "etc"), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(req.Files, "etc", "torwrt-lock-trial"), nil, 0o644); err != nil {
+		return nil, err
 	}
 	if req.SourceDateEpoch <= 0 {
 		req.SourceDateEpoch = 1

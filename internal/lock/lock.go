@@ -12,6 +12,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -122,7 +124,15 @@ func Resolve(ctx context.Context, o Options) (*profile.Lock, error) {
 	if len(feeds) == 0 {
 		// The pinned ImageBuilder names its own feeds (core, base,
 		// packages, …, and the kmods feed of its exact kernel).
-		if feeds, err = ImageFeeds(img); err != nil {
+		feeds, err = ImageFeeds(img)
+		switch {
+		case errors.Is(err, ErrNoFeeds):
+			// An ImageBuilder that builds offline from its own packages/
+			// (GL.iNet's, for one): the image digest pins them all.
+			if o.Progress != nil {
+				fmt.Fprintf(o.Progress, "lock: the ImageBuilder lists no network feeds; every package comes from its bundled packages/\n")
+			}
+		case err != nil:
 			return nil, err
 		}
 	}
@@ -155,18 +165,32 @@ func Resolve(ctx context.Context, o Options) (*profile.Lock, error) {
 	if err := os.WriteFile(filepath.Join(o.WorkDir, "repositories.conf"), imagebuilder.ReposConf(d.FeedPath(feedDir)), 0o644); err != nil {
 		return nil, err
 	}
-	installed, err := d.Manifest(ctx, imagebuilder.Request{Profile: p.IBProfile, Packages: p.MakePackages(), Feed: feedDir})
+	installed, err := d.Manifest(ctx, imagebuilder.Request{Profile: p.IBProfile, Packages: p.MakePackages(), Feed: feedDir, SourceDateEpoch: p.OpenWrt.SourceDateEpoch})
+	if err != nil {
+		return nil, err
+	}
+	bundled, err := BundledPackages(img)
 	if err != nil {
 		return nil, err
 	}
 	l := &profile.Lock{LockVersion: profile.LockVersion, Profile: p.ID, ProfileSHA256: p.SHA256, Simulated: o.Simulated,
 		Image: profile.LockedImage{Ref: ref, Tag: p.ImageBuilder.Ref}}
+	if p.ImageBuilder.Imported() {
+		l.Image.Tag = "imported from " + p.ImageBuilder.Archive + " (sha256 " + p.ImageBuilder.ArchiveSHA256 + ")"
+	}
 	for _, pk := range installed {
 		e, ok := byName[pk.Name]
 		if !ok || e.Version != pk.Version {
 			// Not in any feed at this version: the ImageBuilder installs it
 			// from its own packages/ directory, pinned by the image digest.
-			l.Packages = append(l.Packages, profile.LockedPackage{Name: pk.Name, Version: pk.Version, Arch: p.OpenWrt.Arch, Bundled: true})
+			lp := profile.LockedPackage{Name: pk.Name, Version: pk.Version, Arch: p.OpenWrt.Arch, Bundled: true}
+			if f, ok := bundled.find(pk.Name, pk.Version); ok {
+				lp.Filename, lp.Size, lp.SHA256 = f.Name, f.Size, f.SHA256
+				if a := f.arch(pk.Name, pk.Version); a != "" {
+					lp.Arch = a
+				}
+			}
+			l.Packages = append(l.Packages, lp)
 			continue
 		}
 		lp := profile.LockedPackage{Name: e.Package, Version: e.Version, Arch: e.Architecture, Filename: e.Filename, Size: e.Size, SHA256: e.SHA256}
@@ -390,7 +414,84 @@ func ParseReposConf(data []byte) ([]Feed, error) {
 		}
 	}
 	if len(feeds) == 0 {
-		return nil, errors.New("repositories.conf lists no https feeds")
+		return nil, ErrNoFeeds
 	}
 	return feeds, nil
+}
+
+// ErrNoFeeds: a repositories.conf with only local (file:) feeds.
+var ErrNoFeeds = errors.New("repositories.conf lists no https feeds")
+
+// BundledFile is a package file in the ImageBuilder's packages/ directory.
+type BundledFile struct {
+	Name   string // file name, e.g. tor_0.2.9.10-1_mipsel_24kc.ipk
+	Size   int64
+	SHA256 string
+}
+
+// Bundled are the package files an ImageBuilder image carries, by name.
+type Bundled map[string]BundledFile
+
+// find returns the file of package name at version: files are named
+// <name>_<version>_<arch>.ipk (package names have no underscore).
+func (b Bundled) find(name, version string) (BundledFile, bool) {
+	prefix := name + "_" + version + "_"
+	var found []BundledFile
+	for n, f := range b {
+		if strings.HasPrefix(n, prefix) && strings.HasSuffix(n, ".ipk") {
+			found = append(found, f)
+		}
+	}
+	if len(found) != 1 {
+		return BundledFile{}, false
+	}
+	return found[0], true
+}
+
+func (f BundledFile) arch(name, version string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(f.Name, name+"_"+version+"_"), ".ipk")
+}
+
+// maxBundledFile bounds one package file read out of an image.
+const maxBundledFile = 256 << 20
+
+// BundledPackages hashes every *.ipk directly in the image's
+// <workdir>/packages/, reading the flattened image (no container runs).
+func BundledPackages(img *container.Image) (Bundled, error) {
+	v1img, err := img.OpenImage()
+	if err != nil {
+		return nil, err
+	}
+	wd := strings.Trim(img.WorkingDir, "/")
+	if wd == "" {
+		wd = "builder"
+	}
+	dir := wd + "/packages/"
+	out := Bundled{}
+	rc := mutate.Extract(v1img)
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading image %s: %w", img.Digest, err)
+		}
+		name := strings.TrimPrefix(h.Name, "./")
+		base := strings.TrimPrefix(name, dir)
+		if base == name || strings.Contains(base, "/") || !strings.HasSuffix(base, ".ipk") || h.Typeflag != tar.TypeReg {
+			continue
+		}
+		if h.Size > maxBundledFile {
+			return nil, fmt.Errorf("image %s: /%s is larger than %d bytes", img.Digest, name, maxBundledFile)
+		}
+		hash := sha256.New()
+		n, err := io.Copy(hash, io.LimitReader(tr, maxBundledFile))
+		if err != nil {
+			return nil, fmt.Errorf("reading /%s in image %s: %w", name, img.Digest, err)
+		}
+		out[base] = BundledFile{Name: base, Size: n, SHA256: hex.EncodeToString(hash.Sum(nil))}
+	}
 }

@@ -238,6 +238,18 @@ var devices = map[string]device{
 		radio:       Radio{Path: "platform/10180000.wmac", Band: "2g", Channel: "1", HTMode: "HT20"},
 		torMaxMemMB: 64,
 	},
+	// The same device on the LEDE 17.01 test ImageBuilder, which names
+	// the board without the vendor prefix.
+	"gl-mt300a-lede17": {
+		board: "gl-mt300a", target: "ramips/mt7620",
+		wan: "eth0.2", torMaxPorts: []string{"eth0.1"},
+		sw: Switch{Name: "switch0", VLANs: []SwitchVLAN{
+			{VLAN: 1, Ports: "1 2 3 4 6t"},
+			{VLAN: 2, Ports: "0 6t"},
+		}},
+		radio:       Radio{Path: "platform/10180000.wmac", Band: "2g", Channel: "1", HTMode: "HT20"},
+		torMaxMemMB: 64,
+	},
 }
 
 // Profiles returns the profile ids Defaults knows, sorted.
@@ -286,8 +298,9 @@ func Defaults(profile string) (Input, error) {
 }
 
 var (
-	reProfile  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
-	reBoard    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*,[a-z0-9][a-z0-9._-]*$`)
+	reProfile = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+	// vendor,board since OpenWrt 18.06; a bare board name on LEDE 17.01.
+	reBoard    = regexp.MustCompile(`^([a-z0-9][a-z0-9-]*,)?[a-z0-9][a-z0-9._-]*$`)
 	reTarget   = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9_-]+$`)
 	reHostname = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
 	reSSID     = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9 ._-]{0,19}[A-Za-z0-9._-])?$`)

@@ -45,7 +45,9 @@ type LockedPackage struct {
 	URL string `json:"url,omitempty"`
 	// Bundled packages ship inside the ImageBuilder image (its packages/
 	// directory: kernel modules and target packages). The image digest
-	// pins them; they have no file, size or hash of their own here.
+	// pins them; where `imgbuild lock` read the file out of the image,
+	// its name, size and sha256 are recorded too (for the SBOM and for
+	// review), never a URL: a build never fetches them.
 	Bundled bool `json:"bundled,omitempty"`
 }
 
@@ -110,8 +112,13 @@ func (l *Lock) Check(p *Profile) error {
 			return fmt.Errorf("%s: listed twice", where)
 		case !pkgVerRE.MatchString(pk.Version):
 			return fmt.Errorf("%s: invalid version %q", where, pk.Version)
-		case pk.Bundled && (pk.SHA256 != "" || pk.Filename != "" || pk.URL != ""):
-			return fmt.Errorf("%s: a bundled package has no file, hash or url of its own", where)
+		case pk.Bundled && pk.URL != "":
+			return fmt.Errorf("%s: a bundled package ships in the ImageBuilder image and has no url", where)
+		case pk.Bundled && pk.SHA256 == "" && (pk.Filename != "" || pk.Size != 0):
+			return fmt.Errorf("%s: a bundled package with a filename or size needs its sha256", where)
+		case pk.Bundled && pk.SHA256 == "":
+		case pk.Bundled && (!sha256RE.MatchString(pk.SHA256) || !filenameRE.MatchString(pk.Filename) || pk.Size <= 0):
+			return fmt.Errorf("%s: a bundled package's sha256 (64 lowercase hex), filename and size must all be valid", where)
 		case pk.Bundled:
 		case !sha256RE.MatchString(pk.SHA256):
 			return fmt.Errorf("%s: sha256 must be 64 lowercase hex digits", where)

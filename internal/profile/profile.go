@@ -37,6 +37,10 @@ type Profile struct {
 	Packages         Packages `yaml:"packages" json:"packages"`
 	DisabledServices []string `yaml:"disabled_services" json:"disabled_services"`
 	BridgeRelay      bool     `yaml:"bridge_relay" json:"bridge_relay"`
+	// TestProfile, when set, says why this profile exists although it is
+	// no release target (an older ImageBuilder generation kept to test
+	// against, say). `--all` leaves such profiles out.
+	TestProfile string `yaml:"test_profile,omitempty" json:"test_profile,omitempty"`
 
 	// Dir is the directory the profile was loaded from.
 	Dir string `yaml:"-" json:"-"`
@@ -54,11 +58,19 @@ type OpenWrt struct {
 	SourceDateEpoch int64  `yaml:"source_date_epoch" json:"source_date_epoch"`
 }
 
-// IBImage is the ImageBuilder container image. Ref may carry a tag for
-// humans; the digest the build uses comes from the lock file.
+// IBImage is where the ImageBuilder comes from: a container image (Ref,
+// which may carry a tag for humans; the digest the build uses comes from
+// the lock file), or an upstream archive imported with `imgbuild ib
+// import` (Archive and ArchiveSHA256; the lock pins the image the import
+// made of it). Exactly one of the two.
 type IBImage struct {
-	Ref string `yaml:"ref" json:"ref"`
+	Ref           string `yaml:"ref,omitempty" json:"ref,omitempty"`
+	Archive       string `yaml:"archive,omitempty" json:"archive,omitempty"`
+	ArchiveSHA256 string `yaml:"archive_sha256,omitempty" json:"archive_sha256,omitempty"`
 }
+
+// Imported reports whether the ImageBuilder is an imported archive.
+func (i IBImage) Imported() bool { return i.ArchiveSHA256 != "" }
 
 // Daemon says how to cross-compile the router binary.
 type Daemon struct {
@@ -81,6 +93,7 @@ var (
 	wordRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,31}$`)
 	deviceRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9,_.-]{0,63}$`)
 	revisionRE = regexp.MustCompile(`^r[0-9]+-[0-9a-f]+$`)
+	archiveRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9+._-]{0,200}\.tar(\.(xz|zst|gz))?$`)
 )
 
 // ValidPackageName reports whether s is a package name the ImageBuilder
@@ -199,11 +212,18 @@ func (p *Profile) validate(path string, root *yaml.Node) error {
 	if p.OpenWrt.SourceDateEpoch <= 0 {
 		return fail("openwrt.source_date_epoch", "missing or not positive; use the ImageBuilder release's SOURCE_DATE_EPOCH")
 	}
-	if p.ImageBuilder.Ref == "" {
-		return fail("imagebuilder.ref", "missing; e.g. ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3")
-	}
-	if strings.ContainsAny(p.ImageBuilder.Ref, " \t\n$;'\"`\\") {
-		return fail("imagebuilder.ref", "%q contains characters no image reference has", p.ImageBuilder.Ref)
+	ib := p.ImageBuilder
+	switch {
+	case ib.Ref != "" && (ib.Archive != "" || ib.ArchiveSHA256 != ""):
+		return fail("imagebuilder", "give either ref (a container image) or archive and archive_sha256 (an imported archive), not both")
+	case ib.Ref == "" && ib.ArchiveSHA256 == "":
+		return fail("imagebuilder.ref", "missing; e.g. ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3 (or archive and archive_sha256 for an archive imported with `imgbuild ib import`)")
+	case ib.Ref != "" && strings.ContainsAny(ib.Ref, " \t\n$;'\"`\\"):
+		return fail("imagebuilder.ref", "%q contains characters no image reference has", ib.Ref)
+	case ib.Ref == "" && !sha256RE.MatchString(ib.ArchiveSHA256):
+		return fail("imagebuilder.archive_sha256", "%q must be 64 lowercase hex digits (the archive's sha256 as its sha256sums lists it)", ib.ArchiveSHA256)
+	case ib.Ref == "" && !archiveRE.MatchString(ib.Archive):
+		return fail("imagebuilder.archive", "%q must be the archive's file name (no directories), as its sha256sums lists it", ib.Archive)
 	}
 	if len(p.SupportedDevices) == 0 {
 		return fail("supported_devices", "missing")

@@ -8,7 +8,12 @@
 #   - only the keys torwrt's FILES overlay ships stay in etc/opkg/keys and
 #     etc/torwrt/keys (the ImageBuilder adds its own build key);
 #   - every file, directory and link gets SOURCE_DATE_EPOCH as its time,
-#     for mksquashfs versions that do not take -fixed-time.
+#     for mksquashfs versions that do not take -fixed-time;
+#   - the original runs pinned to one CPU: squashfs-tools before 4.4 (LEDE
+#     17.01 ships 4.2) write fragment blocks from their own thread, and
+#     where they land among the data blocks depends on thread timing even
+#     with -processors 1 (measured: two runs on one tree differ). On one
+#     CPU the order is fixed. The options stay the ImageBuilder's own.
 # SOURCE_DATE_EPOCH and TORWRT_FILES come from the environment torwrt sets.
 set -eu
 real="$0.ib"
@@ -37,5 +42,10 @@ for dir in etc/opkg/keys etc/torwrt/keys; do
 	done
 done
 find "$src" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
-echo "torwrt: root tree normalized (times $SOURCE_DATE_EPOCH, umask 022); running the ImageBuilder's own ${0##*/}" >&2
+cpu=$(taskset -pc $$ 2>/dev/null | sed 's/.*: *//; s/[-,].*//')
+echo "torwrt: root tree normalized (times $SOURCE_DATE_EPOCH, umask 022); running the ImageBuilder's own ${0##*/} on CPU ${cpu:-?}" >&2
+if [ -n "$cpu" ]; then
+	exec taskset -c "$cpu" "$real" "$@"
+fi
+echo "torwrt: no taskset in this ImageBuilder's userland: mksquashfs runs unpinned" >&2
 exec "$real" "$@"
