@@ -16,7 +16,7 @@ export GOTOOLCHAIN := local
 deps:
 	@./scripts/install-deps.sh
 
-.PHONY: all deps build test lint fuzz demo real bench bench-build release clean
+.PHONY: all deps build test lint fuzz demo real real-ib bench bench-build release clean
 
 all: build
 
@@ -26,10 +26,17 @@ build:
 	CGO_ENABLED=0 GOOS=linux GOARCH=mipsle GOMIPS=softfloat $(GO) build -trimpath -buildvcs=false -ldflags='-s -w -buildid=' -o $(BIN)/verify-mipsle ./cmd/verify
 	$(GO) build -trimpath -o $(BIN)/verify ./cmd/verify
 
-# The test command README.md gives and .ci/run runs. Tests that need root,
-# podman, tor, nft, qemu or signify fail (never skip) when those are absent.
+# The test command README.md gives and .ci/run runs: the main command
+# (make demo) and the real-ImageBuilder flow on empty podman stores
+# (scripts/ci-e2e.sh), then every Go test. Tests that need root, podman,
+# tor, nft, qemu or signify fail (never skip) when those are absent.
 test: deps lint
+	./scripts/ci-e2e.sh
 	$(GO) test -count=1 -timeout 30m ./...
+
+# Only the real-ImageBuilder flow (import, lock, two podman builds, cmp).
+real-ib:
+	./scripts/real-ib-e2e.sh
 
 lint:
 	@unformatted=$$(gofmt -l cmd internal); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi

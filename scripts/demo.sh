@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
 DIST=${DIST:-dist}
 KEYS=.cache/demo-keys
+command -v signify-openbsd >/dev/null || { echo "demo: signify-openbsd is missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
 mkdir -p "$KEYS" bin
 go build -trimpath -o bin/imgbuild ./cmd/imgbuild
 if [ ! -f "$KEYS/demo-release.sec" ]; then
@@ -26,9 +27,8 @@ echo
 echo "== checking the signed images as a router would (SIMULATED ImageBuilder build)"
 for img in "$DIST"/*/*-sysupgrade.bin; do
   bin/imgbuild verify --keys "$KEYS/opkg-keys" "$img"
-  if command -v signify-openbsd >/dev/null; then
-    signify-openbsd -V -q -p "$KEYS/demo-release.pub" -x "$img.sig" -m "$img" && echo "signify-openbsd: $img.sig OK"
-  fi
+  signify-openbsd -V -q -p "$KEYS/demo-release.pub" -x "$img.sig" -m "$img"
+  echo "signify-openbsd: $img.sig OK"
 done
 echo
 echo "Images, signatures, manifests, reports and provenance are in $DIST/<profile>/."

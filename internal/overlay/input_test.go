@@ -11,7 +11,7 @@ import (
 
 func TestDefaultsUnknownProfile(t *testing.T) {
 	_, err := Defaults("gl-inet-6416")
-	if err == nil || !strings.Contains(err.Error(), `no defaults for profile "gl-inet-6416" (known: gl-ar150, gl-mt300a)`) {
+	if err == nil || !strings.Contains(err.Error(), `no defaults for profile "gl-inet-6416" (known: gl-ar150, gl-mt300a, gl-mt300a-lede17)`) {
 		t.Fatalf("Defaults: %v", err)
 	}
 }
@@ -60,7 +60,8 @@ func TestValidate(t *testing.T) {
 		{"hostname shell", func(in *Input) { in.Hostname = "x;reboot" }, `input.hostname "x;reboot": must match`},
 		{"hostname hyphen", func(in *Input) { in.Hostname = "-x" }, `input.hostname "-x": must not start or end with '-'`},
 		{"profile", func(in *Input) { in.Profile = "../x" }, `input.profile "../x": must match`},
-		{"board", func(in *Input) { in.Board = "gl-ar150" }, `input.board "gl-ar150": must match`},
+		{"board", func(in *Input) { in.Board = "GL,ar150" }, `input.board "GL,ar150": must match`},
+		{"board with two vendors", func(in *Input) { in.Board = "glinet,x,gl-ar150" }, `input.board "glinet,x,gl-ar150": must match`},
 		{"target", func(in *Input) { in.Target = "ath79" }, `input.target "ath79": must match`},
 		{"ssid quote", func(in *Input) { in.SSIDPrefix = "my'net" }, `input.ssid_prefix "my'net": must match`},
 		{"ssid too long", func(in *Input) { in.SSIDPrefix = strings.Repeat("a", 22) }, `input.ssid_prefix`},

@@ -32,8 +32,28 @@ func TestLoadShippedProfiles(t *testing.T) {
 		}
 	}
 	ids, err := List(repoProfiles(t))
-	if err != nil || len(ids) != 2 {
+	if err != nil || strings.Join(ids, " ") != "gl-ar150 gl-mt300a gl-mt300a-lede17" {
 		t.Fatalf("List = %v, %v", ids, err)
+	}
+	// The real-ImageBuilder test profile: an imported archive, marked as
+	// no release target (--all leaves it out).
+	p, err := Load(repoProfiles(t), "gl-mt300a-lede17")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.TestProfile == "" || !p.ImageBuilder.Imported() || p.ImageBuilder.Ref != "" || p.Board != "gl-mt300a" {
+		t.Errorf("gl-mt300a-lede17: %+v", p)
+	}
+	// Its committed lock pins the imported image by digest and every
+	// bundled package by sha256.
+	l, err := ReadLock(p.LockPath(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pk := range l.Packages {
+		if !pk.Bundled || len(pk.SHA256) != 64 || pk.Size <= 0 {
+			t.Errorf("gl-mt300a-lede17 lock: %+v is not a bundled package pinned by sha256", pk)
+		}
 	}
 }
 
@@ -73,6 +93,11 @@ func TestBadProfiles(t *testing.T) {
 		{"hard float", "gomips: softfloat", "gomips: hardfloat", "daemon.gomips"},
 		{"bad revision", "revision: r28872-daca7c049b", "revision: latest", "openwrt.revision"},
 		{"syntax", "id: gl-ar150", "id: [gl-ar150", "profile.yaml"},
+		{"ref and archive", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3\n  archive_sha256: " + strings.Repeat("a", 64), "not both"},
+		{"no image builder", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3", "ref: ''", "imagebuilder.ref"},
+		{"archive short hash", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3", "archive: ib.tar.zst\n  archive_sha256: abc", "imagebuilder.archive_sha256"},
+		{"archive path", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3", "archive: ../ib.tar.zst\n  archive_sha256: " + strings.Repeat("a", 64), "imagebuilder.archive"},
+		{"archive not a tar", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3", "archive: ib.zip\n  archive_sha256: " + strings.Repeat("a", 64), "imagebuilder.archive"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -132,6 +157,9 @@ func TestLockChecks(t *testing.T) {
 		{"http url", func(l *Lock) { l.Packages[0].URL = "http://example.org/tor.ipk" }, "https"},
 		{"dup", func(l *Lock) { l.Packages = append(l.Packages, l.Packages[0]) }, "twice"},
 		{"traversal filename", func(l *Lock) { l.Packages[0].Filename = "../../etc/passwd.ipk" }, "filename"},
+		{"bundled with url", func(l *Lock) { l.Packages[0].Bundled, l.Packages[0].URL = true, "https://example.org/tor.ipk" }, "has no url"},
+		{"bundled with bad hash", func(l *Lock) { l.Packages[0].Bundled, l.Packages[0].SHA256 = true, "xyz" }, "must all be valid"},
+		{"bundled file without hash", func(l *Lock) { l.Packages[0].Bundled, l.Packages[0].SHA256 = true, "" }, "needs its sha256"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
