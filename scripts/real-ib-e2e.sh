@@ -86,6 +86,15 @@ if ! cmp -s "$work/lock.json" "$work/lock.committed.json"; then
 fi
 echo "lock equals the committed one (${lock_s}s)"
 
+step "a real-world failure names its cause: a profile this ImageBuilder does not have"
+mkdir -p "$work/alt/profiles/$PROFILE"
+sed 's/^ib_profile: .*/ib_profile: glinet_gl-ar150/' "profiles/$PROFILE/profile.yaml" > "$work/alt/profiles/$PROFILE/profile.yaml"
+if "$ib" lock --root "$work/alt" --profile "$PROFILE" --engine podman --cache "$cache" -o "$work/alt/lock.json" 2> "$work/alt/err"; then
+  echo "real-ib-e2e: locking an unknown ImageBuilder profile succeeded" >&2
+  exit 1
+fi
+grep -F 'this ImageBuilder has no profile "glinet_gl-ar150"' "$work/alt/err"
+
 build() { # $1 = name, $2 = umask, $3 = TZ
   mkdir -p "$work/$1/cwd" "$work/$1/tmp"
   (

@@ -138,6 +138,9 @@ func runIB(ctx context.Context, e env, args []string) error {
 	} else {
 		fmt.Fprintf(e.stderr, "ib import: hashing, then unpacking %s\n", rec.Archive)
 		r, err := ibarchive.ExtractFile(ctx, archive, sums, tree, ibarchive.Limits{})
+		if errors.Is(err, ibarchive.ErrHashMismatch) {
+			return rejectedError{fmt.Errorf("%w\n%s is not the file the signed sha256sums lists (a truncated or replaced download?): download it again, or get the sha256sums of its release", err, archive)}
+		}
 		if err != nil {
 			return rejectedError{err}
 		}
@@ -147,7 +150,7 @@ func runIB(ctx context.Context, e env, args []string) error {
 			r.Files, fmt.Sprintf("%.1f MB", float64(r.Bytes)/1e6), r.TopDir, len(r.AbsoluteSymlinks))
 	}
 	if _, err := os.Stat(filepath.Join(tree, "Makefile")); err != nil {
-		return rejectedError{fmt.Errorf("%s has no Makefile at its top (after stripping %q): not an ImageBuilder archive", rec.Archive, rec.TopDir)}
+		return rejectedError{fmt.Errorf("%s has no Makefile at its top (after stripping its top-level directory): not an ImageBuilder archive (or an import by an older imgbuild: delete %s and import again)", rec.Archive, dest)}
 	}
 	img, err := buildImage(ctx, e, cacheDir, dest, tree, o.epoch, &rec)
 	if err != nil {

@@ -104,7 +104,7 @@ func TestIBImportRefusals(t *testing.T) {
 	f.Write([]byte("x"))
 	f.Close()
 	code, _, stderr = runCLI(t, "ib", "import", archive, "--sha256sums", sums, "--sig", sig, "--keys", keys, "--cache", t.TempDir())
-	if code != exitRejected {
+	if code != exitRejected || !strings.Contains(stderr, "sha256 mismatch") || !strings.Contains(stderr, "download it again") {
 		t.Fatalf("tampered archive: exit %d %s", code, stderr)
 	}
 	// A path escaping the tree is refused even when correctly signed.

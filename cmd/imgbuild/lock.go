@@ -63,7 +63,6 @@ func runLock(ctx context.Context, e env, args []string) error {
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(work)
 		imageRef := ""
 		if p.ImageBuilder.Imported() {
 			rec, err := readImportRecord(cacheDir, p.ImageBuilder.ArchiveSHA256)
@@ -80,8 +79,10 @@ func runLock(ctx context.Context, e env, args []string) error {
 			HTTPClient: http.DefaultClient, WorkDir: work, Progress: e.stderr,
 		})
 		if err != nil {
-			return err
+			// The scratch directory holds the ImageBuilder's full log.
+			return fmt.Errorf("%w\n(scratch directory kept for inspection: %s)", err, work)
 		}
+		os.RemoveAll(work)
 		path := o.out
 		if path == "" {
 			path = p.LockPath()

@@ -317,6 +317,8 @@ func (d *Driver) make(ctx context.Context, step string, argv, env []string, moun
 		logFile = f
 	}
 	var stdout bytes.Buffer
+	// Both streams, interleaved as written: older ImageBuilders print
+	// their refusals ("Profile ... does not exist!") on stdout.
 	tail := &tailBuffer{max: 40}
 	var progress io.Writer = io.Discard
 	if d.Progress != nil {
@@ -328,13 +330,22 @@ func (d *Driver) make(ctx context.Context, step string, argv, env []string, moun
 		Argv:   argv,
 		Env:    env,
 		Mounts: mounts,
-		Stdout: io.MultiWriter(&stdout, logFile, progress),
+		Stdout: io.MultiWriter(&stdout, logFile, progress, tail),
 		Stderr: io.MultiWriter(tail, logFile, progress),
 	}
 	if err := d.Runner.Run(ctx, spec); err != nil {
-		msg := fmt.Sprintf("make %s: %v", step, err)
-		if t := tail.String(); t != "" {
-			msg += "\n--- last lines of make's stderr ---\n" + t
+		var msg string
+		if ee := (*container.ExitError)(nil); errors.As(err, &ee) {
+			msg = fmt.Sprintf("make %s exited with status %d (%s run %s)", step, ee.Code, ee.Engine, ee.Name)
+		} else {
+			msg = fmt.Sprintf("make %s: %v", step, err)
+		}
+		out := tail.String()
+		if hint := Diagnose(out); hint != "" {
+			msg += ": " + hint
+		}
+		if out != "" {
+			msg += "\n--- last lines of its output ---\n" + out
 		}
 		if logPath != "" {
 			msg += "\nfull log: " + logPath

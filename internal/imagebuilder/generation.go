@@ -113,11 +113,68 @@ func findOne(dir, suffix, infix string) (string, error) {
 		}
 	}
 	sort.Strings(found)
+	pattern := "*" + suffix
+	if infix != "" {
+		pattern = "*" + infix + "*" + suffix
+	}
 	switch len(found) {
 	case 1:
 		return found[0], nil
 	case 0:
-		return "", fmt.Errorf("no *%s*%s in %s (it holds: %s)", infix, suffix, dir, strings.Join(all, ", "))
+		return "", fmt.Errorf("no %s in %s (it holds: %s)", pattern, dir, strings.Join(all, ", "))
 	}
-	return "", fmt.Errorf("%d files match *%s*%s in %s: %s", len(found), infix, suffix, dir, strings.Join(found, ", "))
+	return "", fmt.Errorf("%d files match %s in %s: %s", len(found), pattern, dir, strings.Join(found, ", "))
+}
+
+// diagnoses turn the ImageBuilder's own words for a failure into its cause
+// and the fix. The first that matches wins; each names what to change.
+var diagnoses = []struct {
+	re   *regexp.Regexp
+	hint func(m []string) string
+}{
+	{regexp.MustCompile(`Profile "([^"]+)" does not exist|Invalid PROFILE '([^']*)'|Unknown profile "?([^"\s]+)`), func(m []string) string {
+		return fmt.Sprintf("this ImageBuilder has no profile %q: set ib_profile in the profile to one that `make info` lists", firstNonEmpty(m[1:]...))
+	}},
+	{regexp.MustCompile(`No rule to make target '([^']+)'`), func(m []string) string {
+		return fmt.Sprintf("this ImageBuilder has no make target %q (an older generation, or not an ImageBuilder tree at /builder)", m[1])
+	}},
+	{regexp.MustCompile(`Prerequisite check failed|Build dependency: (.*)`), func(m []string) string {
+		return "the build image lacks a tool the ImageBuilder's prerequisite check asks for" + suffix(": ", m[1]) + " (the userland's package list is internal/userland/packages.go; re-lock with scripts/userland-lock.sh)"
+	}},
+	{regexp.MustCompile(`incompatible with the architectures configured|Architecture ([a-z0-9_]+) is not|wrong architecture`), func(m []string) string {
+		return "a package is built for another architecture than this ImageBuilder's: check the profile's openwrt.arch and the packages in the lock against the ImageBuilder's target"
+	}},
+	{regexp.MustCompile(`Unknown package '([^']+)'|cannot find dependency ([^ ]+) for|Cannot satisfy the following dependencies for ([^:]+)|No packages? .*match(?:es)? ([^\s]+)`), func(m []string) string {
+		return fmt.Sprintf("package %q is in neither the ImageBuilder's packages/ nor the pinned feed: fix packages in the profile, then run imgbuild lock", firstNonEmpty(m[1:]...))
+	}},
+	{regexp.MustCompile(`is too big|exceeds.*IMAGE_SIZE|image too big`), func(m []string) string {
+		return "the image does not fit the device's flash: remove packages or overlay files"
+	}},
+}
+
+// Diagnose returns the likely cause of a failed make run and its fix, from
+// the run's last lines of output, or "".
+func Diagnose(output string) string {
+	for _, d := range diagnoses {
+		if m := d.re.FindStringSubmatch(output); m != nil {
+			return d.hint(m)
+		}
+	}
+	return ""
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func suffix(sep, s string) string {
+	if s == "" {
+		return ""
+	}
+	return sep + s
 }

@@ -189,6 +189,9 @@ func Resolve(ctx context.Context, o Options) (*profile.Lock, error) {
 				if a := f.arch(pk.Name, pk.Version); a != "" {
 					lp.Arch = a
 				}
+				if lp.Arch != "all" && lp.Arch != p.OpenWrt.Arch {
+					return nil, fmt.Errorf("this ImageBuilder installs %s for architecture %s, but the profile's openwrt.arch is %s: the ImageBuilder is for another target (check imagebuilder in profiles/%s/profile.yaml)", f.Name, lp.Arch, p.OpenWrt.Arch, p.ID)
+				}
 			}
 			l.Packages = append(l.Packages, lp)
 			continue

@@ -241,6 +241,9 @@ func (p *Profile) validate(path string, root *yaml.Node) error {
 	if _, err := p.ImageSizeBytes(); err != nil {
 		return fail("image_size_limit", "%v", err)
 	}
+	if want := goarchFor(p.OpenWrt.Arch); want != "" && p.Daemon.GOARCH != want {
+		return fail("daemon.goarch", "%q, but openwrt.arch %s needs %q: the daemon would not run on this device", p.Daemon.GOARCH, p.OpenWrt.Arch, want)
+	}
 	switch p.Daemon.GOARCH {
 	case "mips", "mipsle":
 		if p.Daemon.GOMIPS != "softfloat" {
@@ -266,6 +269,24 @@ func (p *Profile) validate(path string, root *yaml.Node) error {
 		}
 	}
 	return nil
+}
+
+// goarchFor is the GOARCH of an OpenWrt package architecture, where the
+// two must agree ("" when torwrt does not know the architecture).
+func goarchFor(arch string) string {
+	switch {
+	case strings.HasPrefix(arch, "mipsel_"):
+		return "mipsle"
+	case strings.HasPrefix(arch, "mips_"):
+		return "mips"
+	case strings.HasPrefix(arch, "aarch64_"):
+		return "arm64"
+	case strings.HasPrefix(arch, "arm_"):
+		return "arm"
+	case strings.HasPrefix(arch, "x86_64"):
+		return "amd64"
+	}
+	return ""
 }
 
 // ImageSizeBytes parses image_size_limit, written as the ImageBuilder's

@@ -93,6 +93,7 @@ func TestBadProfiles(t *testing.T) {
 		{"hard float", "gomips: softfloat", "gomips: hardfloat", "daemon.gomips"},
 		{"bad revision", "revision: r28872-daca7c049b", "revision: latest", "openwrt.revision"},
 		{"syntax", "id: gl-ar150", "id: [gl-ar150", "profile.yaml"},
+		{"daemon for the wrong endianness", "goarch: mips\n", "goarch: mipsle\n", "daemon.goarch"},
 		{"ref and archive", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3\n  archive_sha256: " + strings.Repeat("a", 64), "not both"},
 		{"no image builder", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3", "ref: ''", "imagebuilder.ref"},
 		{"archive short hash", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3", "archive: ib.tar.zst\n  archive_sha256: abc", "imagebuilder.archive_sha256"},
