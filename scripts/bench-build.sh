@@ -1,58 +1,114 @@
 #!/usr/bin/env bash
-# Benchmarks imgbuild against the bare ImageBuilder on the same inputs, in
-# one run on one machine (SIMULATED ImageBuilder, podman):
-#   1. imgbuild build, cold cache          (pull, packages, go build, make image, post)
-#   2. imgbuild build, warm cache          (the same again)
-#   3. bare `make image` in the same container with the same mounts, N times
-# and prints the overhead of imgbuild over the bare make image.
+# Benchmarks imgbuild against the bare ImageBuilder, in one run on one
+# machine, on the REAL LEDE 17.01.4 ImageBuilder fixture in podman:
+#
+#   0. imgbuild ib import + lock (reported, not part of the ratio)
+#   1. imgbuild build, cold: empty podman store, empty Go build cache and
+#      package caches (the imported image is in the image cache)
+#   2. imgbuild build, warm: the same again
+#   3. bare `make image` of the same image (by ID) in the same container
+#      setup (podman --runtime runc, --network none, every capability
+#      dropped), with the same PROFILE, PACKAGES and FILES overlay, RUNS
+#      times
+#
+# and prints warm/bare and cold/bare ratios. A ratio, not a timed test: the
+# numbers move with the machine, the ratio says what imgbuild costs.
+# Needs root (podman). PROFILE defaults to gl-mt300a-lede17.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 export GOTOOLCHAIN=local
-PROFILE=${PROFILE:-gl-ar150}
+PROFILE=${PROFILE:-gl-mt300a-lede17}
 RUNS=${RUNS:-3}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-go build -trimpath -o "$tmp/imgbuild" ./cmd/imgbuild
-"$tmp/imgbuild" keygen -o "$tmp/k" >/dev/null
-mkdir -p "$tmp/pub" && cp "$tmp/k.pub" "$tmp/pub/"
+FIXTURE=${FIXTURE:-$root/../shared/fixtures/real-ib}
+ARCHIVE=$FIXTURE/lede-17.01.4-ramips-mt7620-imagebuilder.tar.zst
+for tool in podman runc signify-openbsd bc python3; do
+  command -v "$tool" >/dev/null || { echo "bench-build: $tool is missing" >&2; exit 1; }
+done
+
+tmp=$(mktemp -d /tmp/torwrt-bench.XXXXXX)
+cleanup() {
+  if [ "${CONTAINERS_STORAGE_CONF:-}" = "$tmp/podman/storage.conf" ]; then
+    podman --runtime runc system reset --force >/dev/null 2>&1 || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+. scripts/lib/fresh-podman.sh
+fresh_podman_store "$tmp/podman"
 
 now() { date +%s.%N; }
-build() { # $1 = cache dir, $2 = out dir
-  "$tmp/imgbuild" build --simulated-ib --engine podman --profile "$PROFILE" --key "$tmp/k.sec" \
-    --release-keys "$tmp/pub" --cache "$1" --out "$2" --work-dir "$tmp/work" --keep-work --json >"$2.json" 2>"$2.log"
+ib=$tmp/imgbuild
+go build -trimpath -o "$ib" ./cmd/imgbuild
+"$ib" keygen -o "$tmp/k" >/dev/null
+"$ib" keygen -o "$tmp/sums" >/dev/null
+mkdir -p "$tmp/pub" "$tmp/sumskeys" && cp "$tmp/k.pub" "$tmp/pub/"
+cp "$tmp/sums.pub" "$tmp/sumskeys/$(sed -n 2p "$tmp/sums.pub" | base64 -d | dd bs=1 skip=2 count=8 2>/dev/null | od -An -tx1 | tr -d ' \n')"
+sed -n "s/  / */p" "$FIXTURE/SHA256SUMS" > "$tmp/sha256sums"
+signify-openbsd -S -s "$tmp/sums.sec" -m "$tmp/sha256sums" -x "$tmp/sha256sums.sig"
+cache=$tmp/home/.cache/torwrt
+
+t0=$(now)
+"$ib" ib import "$ARCHIVE" --sha256sums "$tmp/sha256sums" --sig "$tmp/sha256sums.sig" --keys "$tmp/sumskeys" --cache "$cache" >/dev/null 2>"$tmp/import.log"
+t1=$(now)
+"$ib" lock --profile "$PROFILE" --engine podman --cache "$cache" -o "$tmp/lock.json" >/dev/null 2>"$tmp/lock.log"
+cmp -s "$tmp/lock.json" "profiles/$PROFILE/lock.json" || { echo "bench-build: the lock differs from the committed one" >&2; exit 1; }
+t2=$(now)
+import_s=$(echo "$t1 - $t0" | bc); lock_s=$(echo "$t2 - $t1" | bc)
+# lock loaded the image into podman; a cold build starts from an empty store.
+podman --runtime runc system reset --force >/dev/null 2>&1
+fresh_podman_store "$tmp/podman"
+
+build() { # $1 = out dir; $2 = GOCACHE
+  GOCACHE=$2 "$ib" build --profile "$PROFILE" --engine podman --key "$tmp/k.sec" \
+    --release-keys "$tmp/pub" --cache "$cache" --out "$1" --work-dir "$tmp/work" --keep-work --json >"$1.json" 2>"$1.log"
 }
-t0=$(now); build "$tmp/cache" "$tmp/out1"; t1=$(now)
 rm -rf "$tmp/work"
-t2=$(now); build "$tmp/cache" "$tmp/out2"; t3=$(now)
+t0=$(now); build "$tmp/out1" "$tmp/gocache"; t1=$(now)
+rm -rf "$tmp/work"
+t2=$(now); build "$tmp/out2" "$tmp/gocache"; t3=$(now)
 cold=$(echo "$t1 - $t0" | bc); warm=$(echo "$t3 - $t2" | bc)
 
-# The bare make image: the same image (by ID), the same mounts and argv
-# that imgbuild used, taken from its own log line.
-line=$(grep -m1 'container: podman --runtime runc run' "$tmp/out2.log" | sed 's/.*container: //')
-# The log joins argv with spaces; the make variables are split back at
-# their names (PACKAGES and DISABLED_SERVICES hold spaces).
-mapfile -t argv < <(python3 -c '
-import re, sys
-line = sys.argv[1]
-engine, make = line.split(" make image ", 1)
-for w in engine.split(): print(w)
-print("make"); print("image")
-for m in re.finditer(r"([A-Z_]+)=(.*?)(?= [A-Z_]+=|$)", make): print(m.group(1) + "=" + m.group(2))
-' "$line")
+# The bare make image: the image imgbuild ran (by ID: its config digest),
+# the same container flags, the same overlay (imgbuild's rendered FILES),
+# the ImageBuilder's own repositories.conf, no torwrt hook.
+ref=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["image"]["ref"])' "profiles/$PROFILE/lock.json")
+id=$(python3 -c '
+import json, sys
+idx = json.load(open(sys.argv[1] + "/index.json"))
+want = sys.argv[2].split("@")[1]
+for m in idx["manifests"]:
+    if m["digest"] == want:
+        man = json.load(open(sys.argv[1] + "/blobs/sha256/" + want.split(":")[1]))
+        print(man["config"]["digest"].split(":")[1])
+' "$cache/images" "$ref")
+pk=$(sed -n 's/^  add: \[\(.*\)\]/\1/p' "profiles/$PROFILE/profile.yaml" | tr -d ',')
+rm_=$(sed -n 's/^  remove: \[\(.*\)\]/\1/p' "profiles/$PROFILE/profile.yaml" | tr -d ',' | sed 's/\([^ ]\+\)/-\1/g')
+ibprofile=$(sed -n 's/^ib_profile: //p' "profiles/$PROFILE/profile.yaml")
 bare_total=0
 for i in $(seq "$RUNS"); do
-  rm -rf "$tmp/work/bin" && mkdir -m 0777 "$tmp/work/bin"
-  # fresh run name each time
-  for j in "${!argv[@]}"; do [ "${argv[$j]}" = "--name" ] && argv[$((j+1))]="torwrt-bench-$i-$$"; done
-  s=$(now); "${argv[@]}" >/dev/null 2>&1; e=$(now)
+  rm -rf "$tmp/bare" && mkdir -p "$tmp/bare"
+  s=$(now)
+  podman --runtime runc run --rm --name "torwrt-bench-$i-$$" --pull never --network none --cap-drop all \
+    --security-opt no-new-privileges --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+    -v "$tmp/work/files:/torwrt/files:ro" -v "$tmp/bare:/out:rw" -w /builder "$id" \
+    sh -c 'umask 022; exec make image PROFILE="$1" PACKAGES="$2" FILES=/torwrt/files BIN_DIR=/out' sh \
+    "$ibprofile" "$pk $rm_" >"$tmp/bare.log" 2>&1
+  e=$(now)
+  ls "$tmp"/bare/*-sysupgrade.bin >/dev/null
   bare_total=$(echo "$bare_total + $e - $s" | bc)
 done
 bare=$(echo "scale=3; $bare_total / $RUNS" | bc)
-run_step=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))[0]; print(r["timings"])' "$tmp/out2.json")
-echo "profile                     $PROFILE (SIMULATED ImageBuilder, podman)"
-echo "imgbuild, cold cache        ${cold}s"
-echo "imgbuild, warm cache        ${warm}s"
-echo "bare make image (avg of $RUNS) ${bare}s"
-echo "warm imgbuild / bare        $(echo "scale=2; $warm / $bare" | bc)x"
-echo "imgbuild step timings (warm): $run_step"
+timings=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r=r[0] if isinstance(r,list) else r; print(r.get("timings"))' "$tmp/out2.json")
+size=$(stat -c %s "$(ls "$tmp"/out1/$PROFILE/*-sysupgrade.bin)")
+printf 'profile                      %s (REAL LEDE 17.01.4 ImageBuilder, podman %s)\n' "$PROFILE" "$(podman --version | cut -d' ' -f3)"
+printf 'ib import                    %.1fs\n' "$import_s"
+printf 'lock (trial make image)      %.1fs\n' "$lock_s"
+printf 'imgbuild build, cold         %.1fs  (empty podman store, Go and package caches)\n' "$cold"
+printf 'imgbuild build, warm         %.1fs\n' "$warm"
+printf 'bare make image (avg of %d)   %.1fs\n' "$RUNS" "$bare"
+printf 'cold / bare                  %.2fx\n' "$(echo "scale=3; $cold / $bare" | bc)"
+printf 'warm / bare                  %.2fx\n' "$(echo "scale=3; $warm / $bare" | bc)"
+printf 'image                        %s bytes\n' "$size"
+echo "imgbuild step timings (warm): $timings"
 cmp "$tmp/out1/$PROFILE/"*-sysupgrade.bin "$tmp/out2/$PROFILE/"*-sysupgrade.bin && echo "cold and warm builds: byte-identical images"
