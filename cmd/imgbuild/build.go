@@ -148,7 +148,7 @@ type signerOptions struct {
 
 func (o *signerOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.key, "key", "", "release key that signs the images: a usign .sec file (mode 0600), an Ed25519 PEM file, a pkcs11: URI or an Ed25519 KMS key URI")
-	fs.StringVar(&o.releaseKeys, "release-keys", "", "directory of usign .pub files shipped in the image instead of the brand's keys (development and demos)")
+	fs.StringVar(&o.releaseKeys, "release-keys", "", "usign .pub file, or directory of them, shipped in the image instead of the brand's keys (development and demos)")
 }
 
 func (o *signerOptions) signer(ctx context.Context, e env) (imagesig.Signer, error) {
@@ -165,6 +165,13 @@ func (o *signerOptions) signer(ctx context.Context, e env) (imagesig.Signer, err
 func (o *signerOptions) keys(b *brand.Brand) ([]*usign.PublicKey, error) {
 	if o.releaseKeys == "" {
 		return b.Keys, nil
+	}
+	if fi, err := os.Stat(o.releaseKeys); err == nil && !fi.IsDir() {
+		k, err := usign.ReadPublicKeyFile(o.releaseKeys)
+		if err != nil {
+			return nil, err
+		}
+		return []*usign.PublicKey{k}, nil
 	}
 	entries, err := os.ReadDir(o.releaseKeys)
 	if err != nil {

@@ -19,7 +19,6 @@ import (
 	"github.com/torwrt/torwrt/internal/ibarchive"
 	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/userland"
-	"github.com/torwrt/torwrt/internal/usign"
 )
 
 type ibImportOptions struct {
@@ -88,7 +87,7 @@ func runIB(ctx context.Context, e env, args []string) error {
 	o.outputOptions.addFlags(fs)
 	fs.StringVar(&o.sums, "sha256sums", "", "the release's sha256sums file (required)")
 	fs.StringVar(&o.sig, "sig", "", "its usign signature, sha256sums.sig (required)")
-	fs.StringVar(&o.keys, "keys", "", "directory of trusted usign public keys instead of the pinned OpenWrt keys (for a private mirror)")
+	fs.StringVar(&o.keys, "keys", "", "trusted usign public keys instead of the pinned OpenWrt keys (a private mirror, a vendor): a .pub file or a directory of them")
 	fs.Int64Var(&o.epoch, "source-date-epoch", 0, "time stamped on every file of the image (part of its digest)")
 	rest, err := parseFlags(fs, args[1:])
 	if err != nil {
@@ -109,7 +108,7 @@ func runIB(ctx context.Context, e env, args []string) error {
 	}
 	keys := ibarchive.UpstreamKeys()
 	if o.keys != "" {
-		kr, err := usign.LoadKeyDir(o.keys)
+		kr, err := loadTrustedKeys(o.keys)
 		if err != nil {
 			return err
 		}

@@ -7,7 +7,6 @@ import (
 	"os"
 
 	"github.com/torwrt/torwrt/internal/imagesig"
-	"github.com/torwrt/torwrt/internal/usign"
 )
 
 type verifyOptions struct {
@@ -19,7 +18,7 @@ type verifyOptions struct {
 func runVerify(ctx context.Context, e env, args []string) error {
 	var o verifyOptions
 	fs := newFlags(e, "verify", "IMAGE", "Exit 0 only if IMAGE carries a signature chunk by a trusted key that verifies\nover the image and its metadata. Exit 3 when the image is refused.")
-	fs.StringVar(&o.keys, "keys", "", "directory of trusted public keys named by fingerprint, like /etc/opkg/keys (required)")
+	fs.StringVar(&o.keys, "keys", "", "trusted public keys (required): a .pub file, a directory of .pub files, or a directory of keys named by fingerprint like /etc/opkg/keys")
 	fs.StringVar(&o.board, "board", "", "also require this board name in the metadata, e.g. glinet,gl-ar150")
 	o.addFlags(fs)
 	rest, err := parseFlags(fs, args)
@@ -29,7 +28,7 @@ func runVerify(ctx context.Context, e env, args []string) error {
 	if o.keys == "" || len(rest) != 1 {
 		return usagef("want --keys DIR and one IMAGE")
 	}
-	kr, err := usign.LoadKeyDir(o.keys)
+	kr, err := loadTrustedKeys(o.keys)
 	if err != nil {
 		return err
 	}
