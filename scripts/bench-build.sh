@@ -20,8 +20,6 @@ root=$PWD
 export GOTOOLCHAIN=local
 PROFILE=${PROFILE:-gl-mt300a-lede17}
 RUNS=${RUNS:-3}
-FIXTURE=${FIXTURE:-$root/../shared/fixtures/real-ib}
-ARCHIVE=$FIXTURE/lede-17.01.4-ramips-mt7620-imagebuilder.tar.zst
 for tool in podman runc signify-openbsd bc python3; do
   command -v "$tool" >/dev/null || { echo "bench-build: $tool is missing" >&2; exit 1; }
 done
@@ -34,7 +32,9 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-. scripts/lib/fresh-podman.sh
+. scripts/lib/common.sh
+FIXTURE=$(real_ib_dir "$root")
+ARCHIVE=$FIXTURE/lede-17.01.4-ramips-mt7620-imagebuilder.tar.zst
 fresh_podman_store "$tmp/podman"
 
 now() { date +%s.%N; }

@@ -14,7 +14,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-. scripts/lib/fresh-podman.sh
+. scripts/lib/common.sh
 
 echo "== make demo on an empty podman store (SIMULATED ImageBuilder)"
 fresh_podman_store "$work/podman"

@@ -20,15 +20,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 export GOTOOLCHAIN=local
-FIXTURE=${FIXTURE:-$root/../shared/fixtures/real-ib}
-ARCHIVE=$FIXTURE/lede-17.01.4-ramips-mt7620-imagebuilder.tar.zst
 PROFILE=gl-mt300a-lede17
 
 for tool in podman runc signify-openbsd qemu-mipsel-static unsquashfs readelf cmp; do
   command -v "$tool" >/dev/null || { echo "real-ib-e2e: $tool is missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
 done
-[ -f "$ARCHIVE" ] || { echo "real-ib-e2e: fixture $ARCHIVE is missing" >&2; exit 1; }
-
 work=$(mktemp -d /tmp/torwrt-real-ib.XXXXXX)
 cleanup() {
   # The overlay driver leaves mounts behind; podman takes its own store
@@ -39,7 +35,10 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-. "$root/scripts/lib/fresh-podman.sh"
+. "$root/scripts/lib/common.sh"
+FIXTURE=$(real_ib_dir "$root")
+ARCHIVE=$FIXTURE/lede-17.01.4-ramips-mt7620-imagebuilder.tar.zst
+[ -f "$ARCHIVE" ] || { echo "real-ib-e2e: fixture $ARCHIVE is missing" >&2; exit 1; }
 fresh_podman_store "$work/podman"
 
 step() { printf '\n== %s\n' "$*"; }
@@ -60,7 +59,7 @@ sed -n '/<!-- real-ib:begin -->/,/<!-- real-ib:end -->/p' README.md | sed '/^<!-
 grep -q "imgbuild ib import" "$work/readme-flow.sh" || { echo "real-ib-e2e: no real-ib block in README.md" >&2; exit 1; }
 step "README.md's real-ImageBuilder flow, verbatim"
 t=$(secs)
-bash -euo pipefail -x "$work/readme-flow.sh"
+F=$FIXTURE bash -euo pipefail -x "$work/readme-flow.sh"
 readme_s=$(since "$t")
 ib=$root/bin/imgbuild
 if ! cmp -s "profiles/$PROFILE/lock.json" "$work/lock.committed.json"; then

@@ -11,11 +11,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-)
 
-// realIB is the real LEDE 17.01.4 ramips/mt7620 ImageBuilder described in
-// its README, beside SHA256SUMS.
-const realIB = "../../../shared/fixtures/real-ib/lede-17.01.4-ramips-mt7620-imagebuilder.tar.zst"
+	"github.com/torwrt/torwrt/internal/testfixture"
+)
 
 // realIBAbsLinks are the absolute symlinks upstream ships in
 // staging_dir/host/bin, with their targets.
@@ -43,9 +41,13 @@ var realIBAbsLinks = map[string]string{
 // imgbuild ib import does: ExtractFile against a sha256sums file, then
 // PackOCI. It must run everywhere, so a missing fixture fails.
 func TestExtractRealImageBuilder(t *testing.T) {
-	if _, err := os.Stat(realIB); err != nil {
-		t.Fatalf("the real ImageBuilder fixture is missing (see shared/fixtures/real-ib/README.md): %v", err)
+	// The real LEDE 17.01.4 ramips/mt7620 ImageBuilder described in its
+	// README, beside SHA256SUMS.
+	dir, err := testfixture.RealIBDir()
+	if err != nil {
+		t.Fatal(err)
 	}
+	realIB := filepath.Join(dir, testfixture.RealIBArchive)
 	sumsFile, err := os.ReadFile(filepath.Join(filepath.Dir(realIB), "SHA256SUMS"))
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/torwrt/torwrt/internal/testfixture"
 )
 
 const goldenLayer = "testdata/bookworm-amd64-layer.golden"
@@ -109,7 +111,8 @@ func TestRealBookwormUserland(t *testing.T) {
 		podman := requireTool(t, "podman", "podman")
 		requireTool(t, "runc", "runc")
 		requireTool(t, "zstd", "zstd")
-		ib, err := filepath.Abs("../../../shared/fixtures/real-ib/lede-17.01.4-ramips-mt7620-imagebuilder.tar.zst")
+		dir, err := testfixture.RealIBDir()
+		ib := filepath.Join(dir, testfixture.RealIBArchive)
 		if err != nil {
 			t.Fatal(err)
 		}

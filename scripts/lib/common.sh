@@ -17,3 +17,17 @@ CONF
     return 1
   fi
 }
+
+# real_ib_dir prints the real-ImageBuilder fixture's directory: $FIXTURE,
+# else shared/fixtures/real-ib beside the checkout or a parent of it, else
+# /work/shared/fixtures/real-ib (internal/testfixture looks the same way).
+real_ib_dir() {
+  local d=$1
+  if [ -n "${FIXTURE:-}" ]; then echo "$FIXTURE"; return; fi
+  while :; do
+    if [ -f "$d/shared/fixtures/real-ib/SHA256SUMS" ]; then echo "$d/shared/fixtures/real-ib"; return; fi
+    [ "$d" = / ] && break
+    d=$(dirname "$d")
+  done
+  echo /work/shared/fixtures/real-ib
+}
