@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/torwrt/torwrt/internal/container"
@@ -368,16 +369,15 @@ func ImageFeeds(img *container.Image) ([]Feed, error) {
 		wd = "builder"
 	}
 	want := wd + "/repositories.conf"
-	rc := mutate.Extract(v1img)
-	defer rc.Close()
-	tr := tar.NewReader(rc)
+	tr, done := imageTar(img, v1img)
+	defer done()
 	for {
-		h, err := tr.Next()
+		h, err := tr.next()
 		if err == io.EOF {
 			return nil, fmt.Errorf("image %s has no /%s; pass the feeds explicitly", img.Digest, want)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading image %s: %w", img.Digest, err)
+			return nil, err
 		}
 		if strings.TrimPrefix(h.Name, "./") != want || h.Typeflag != tar.TypeReg {
 			continue
@@ -471,16 +471,15 @@ func BundledPackages(img *container.Image) (Bundled, error) {
 	}
 	dir := wd + "/packages/"
 	out := Bundled{}
-	rc := mutate.Extract(v1img)
-	defer rc.Close()
-	tr := tar.NewReader(rc)
+	tr, done := imageTar(img, v1img)
+	defer done()
 	for {
-		h, err := tr.Next()
+		h, err := tr.next()
 		if err == io.EOF {
 			return out, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading image %s: %w", img.Digest, err)
+			return nil, err
 		}
 		name := strings.TrimPrefix(h.Name, "./")
 		base := strings.TrimPrefix(name, dir)
@@ -497,4 +496,24 @@ func BundledPackages(img *container.Image) (Bundled, error) {
 		}
 		out[base] = BundledFile{Name: base, Size: n, SHA256: hex.EncodeToString(hash.Sum(nil))}
 	}
+}
+
+// flatTar reads an image's flattened filesystem as a tar stream.
+type flatTar struct {
+	*tar.Reader
+	digest string
+}
+
+func imageTar(img *container.Image, v1img v1.Image) (*flatTar, func()) {
+	rc := mutate.Extract(v1img)
+	return &flatTar{Reader: tar.NewReader(rc), digest: img.Digest}, func() { rc.Close() }
+}
+
+// next is tar's Next with the image named in errors.
+func (t *flatTar) next() (*tar.Header, error) {
+	h, err := t.Next()
+	if err != nil && err != io.EOF {
+		return nil, fmt.Errorf("reading image %s: %w", t.digest, err)
+	}
+	return h, err
 }

@@ -238,18 +238,15 @@ var devices = map[string]device{
 		radio:       Radio{Path: "platform/10180000.wmac", Band: "2g", Channel: "1", HTMode: "HT20"},
 		torMaxMemMB: 64,
 	},
-	// The same device on the LEDE 17.01 test ImageBuilder, which names
-	// the board without the vendor prefix.
-	"gl-mt300a-lede17": {
-		board: "gl-mt300a", target: "ramips/mt7620",
-		wan: "eth0.2", torMaxPorts: []string{"eth0.1"},
-		sw: Switch{Name: "switch0", VLANs: []SwitchVLAN{
-			{VLAN: 1, Ports: "1 2 3 4 6t"},
-			{VLAN: 2, Ports: "0 6t"},
-		}},
-		radio:       Radio{Path: "platform/10180000.wmac", Band: "2g", Channel: "1", HTMode: "HT20"},
-		torMaxMemMB: 64,
-	},
+}
+
+// The same GL-MT300A on the LEDE 17.01 test ImageBuilder
+// (profiles/gl-mt300a-lede17), which names the board without the vendor
+// prefix.
+func init() {
+	d := devices["gl-mt300a"]
+	d.board = "gl-mt300a"
+	devices["gl-mt300a-lede17"] = d
 }
 
 // Profiles returns the profile ids Defaults knows, sorted.

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/userland"
 )
 
@@ -88,7 +89,7 @@ func lock(ctx context.Context, lockFile, cache string, epoch int64, noLayer bool
 		}
 	}
 	if write {
-		if err := writeFile(lockFile, l.Marshal()); err != nil {
+		if err := imagesig.WriteFileAtomic(lockFile, l.Marshal(), 0o644); err != nil {
 			return err
 		}
 	}
@@ -123,24 +124,4 @@ func lock(ctx context.Context, lockFile, cache string, epoch int64, noLayer bool
 	fmt.Fprintf(stderr, "userland-lock: layer built in %s\n", time.Since(start).Round(100*time.Millisecond))
 	fmt.Fprintf(stdout, "epoch         %d\nlayer diffid  %s\nlayer digest  %s (gzip level %d, %d bytes)\n", epoch, diffID, digest, userland.GzipLevel, size)
 	return nil
-}
-
-func writeFile(p string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), p)
 }
