@@ -134,7 +134,7 @@ func ParseSHA256Sums(data []byte) (map[string]string, error) {
 		}
 		sum, name, ok := strings.Cut(line, " ")
 		name = strings.TrimPrefix(name, "*")
-		if !ok || len(sum) != 64 || name == "" || strings.Contains(name, "/") {
+		if !ok || len(sum) != 64 || strings.Trim(strings.ToLower(sum), "0123456789abcdef") != "" || name == "" || strings.Contains(name, "/") {
 			return nil, fmt.Errorf("sha256sums line %d: %q is not `<sha256> *<file>`", n+1, line)
 		}
 		out[name] = strings.ToLower(sum)
