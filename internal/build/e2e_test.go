@@ -355,7 +355,7 @@ func TestImageBuilderFailureIsReported(t *testing.T) {
 	if !errors.Is(err, imagebuilder.ErrMake) {
 		t.Fatalf("want imagebuilder.ErrMake, got %v", err)
 	}
-	for _, want := range []string{"no-such-package", "last lines of make's stderr", "full log:"} {
+	for _, want := range []string{`package "no-such-package" is in neither`, "last lines of its output", "Unknown package 'no-such-package'", "full log:"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

@@ -255,9 +255,10 @@ func (fs *feedSet) resolve(ti *siminfo.TargetInfo, p *siminfo.Profile, packages 
 		pk := fs.pkgs[n]
 		if pk == nil {
 			if from := via[n]; from != "" {
-				return nil, fmt.Errorf("cannot install package %s: it depends on %s, which no feed in repositories.conf provides", from, n)
+				// opkg's own wording, which torwrt's diagnosis reads.
+				return nil, fmt.Errorf("cannot install package %s: it depends on %s, which no feed in repositories.conf provides\n * pkg_hash_check_unresolved: cannot find dependency %s for %s", from, n, n, from)
 			}
-			return nil, fmt.Errorf("cannot install package %s: unknown package (no feed in repositories.conf provides it)", n)
+			return nil, fmt.Errorf("cannot install package %s: unknown package (no feed in repositories.conf provides it)\n * opkg_install_cmd: Cannot install package %s.\n * Unknown package '%s'.", n, n, n)
 		}
 		selected[n] = pk
 		for _, d := range splitDepends(pk.Depends) {
