@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -156,13 +157,18 @@ func (r *engineRunner) output(ctx context.Context, args ...string) ([]byte, erro
 
 // runArgs is the engine command line for spec (after the global flags).
 func (r *engineRunner) runArgs(spec RunSpec, imageID, workdir string) []string {
-	args := []string{"run", "--rm", "--name", spec.Name,
+	args := []string{"run", "--name", spec.Name,
 		"--pull", "never",
 		"--network", "none",
 		"--cap-drop", "all",
 		"--security-opt", "no-new-privileges",
 		"--ulimit", "nofile=1024:1024",
 		"--ulimit", "nproc=1024:1024",
+	}
+	if r.engine != "podman" {
+		// podman's containers are removed by Run after it has read the
+		// exit code itself (see exitCode).
+		args = append(args[:1], append([]string{"--rm"}, args[1:]...)...)
 	}
 	lim := r.limits
 	if lim == nil {
@@ -235,6 +241,19 @@ func (r *engineRunner) Run(ctx context.Context, spec RunSpec) error {
 	cmd.Stdout = writerOr(spec.Stdout)
 	cmd.Stderr = io.MultiWriter(writerOr(spec.Stderr), tail)
 	runErr := cmd.Run()
+	if r.engine == "podman" {
+		// podman 4.3 under load has reported status 0 for a container
+		// whose command failed (seen in CI: an ImageBuilder's `make`
+		// exited 1, `podman run --rm` exited 0). The container is kept
+		// until its recorded exit code has been read, then removed.
+		if code, ok := r.recordedExit(ctx, spec.Name); ok && code != 0 {
+			if c, isExit := exitCode(runErr); runErr == nil || (isExit && c != code) {
+				r.opts.Logf("container: podman run %s exited %v, the container recorded status %d: using %d", spec.Name, runErr, code, code)
+				runErr = &recordedExitError{code: code}
+			}
+		}
+		r.remove(ctx, spec.Name)
+	}
 	if ctx.Err() != nil {
 		// The client may be gone while the container still runs: remove it.
 		r.remove(ctx, spec.Name)
@@ -248,6 +267,24 @@ func (r *engineRunner) Run(ctx context.Context, spec RunSpec) error {
 	}
 	return nil
 }
+
+// recordedExit is the exit code podman recorded for the container name.
+func (r *engineRunner) recordedExit(ctx context.Context, name string) (int, bool) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupLimit)
+	defer cancel()
+	out, err := r.output(cctx, "container", "inspect", "--format", "{{.State.ExitCode}}", name)
+	if err != nil {
+		return 0, false
+	}
+	code, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	return code, err == nil
+}
+
+// recordedExitError is a non-zero exit code read from the container's
+// record rather than from the engine client.
+type recordedExitError struct{ code int }
+
+func (e *recordedExitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 // remove force-removes the container name (a no-op when it is gone), under
 // its own short timeout even though ctx is cancelled.

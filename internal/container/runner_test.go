@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,10 @@ func TestDockerArgv(t *testing.T) {
 	pargs := pe.runArgs(spec, strings.Repeat("ab", 32), "/builder")
 	if strings.Contains(strings.Join(pargs, " "), "--memory") {
 		t.Errorf("Memory none still passes --memory: %q", pargs)
+	}
+	// podman keeps the container until Run has read its recorded exit code.
+	if pargs[0] != "run" || slices.Contains(pargs, "--rm") {
+		t.Errorf("podman argv: %q", pargs)
 	}
 }
 
