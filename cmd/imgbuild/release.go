@@ -165,6 +165,9 @@ func readKeysDir(dir string) (*usign.Keyring, error) {
 	if kr.Len() == 0 {
 		return nil, fmt.Errorf("%s holds no usign public keys (*.pub or files named by fingerprint)", dir)
 	}
+	if err := manifest.CheckKeys(kr); err != nil {
+		return nil, fmt.Errorf("key directory %s: %w", dir, err)
+	}
 	return kr, nil
 }
 

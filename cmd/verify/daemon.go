@@ -507,10 +507,27 @@ func (d *daemon) watchTor(ctx context.Context, trigger chan<- string) {
 	}
 }
 
+// checkLoop starts update checks on the timer and on Tor's triggers. A
+// check runs in a goroutine of its own, at most one at a time: a mirror
+// that answers slowly delays only that check, never the status page, the
+// reaction to a dead listener or the timer. A tick that comes while a check
+// is still running is skipped (and logged); the running check ends by the
+// updater's own deadlines.
 func (d *daemon) checkLoop(ctx context.Context, trigger <-chan string, errc <-chan error) {
 	interval := d.cfg.Interval.Or(routerconf.DefaultInterval)
 	next := time.Now().Add(d.cfg.FirstCheck.Or(routerconf.DefaultFirstCheck))
 	d.setNext(next)
+	cctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait() // runs after cancel: the running check stops first
+	defer cancel()
+	finished := make(chan struct{}, 1)
+	running := false
+	// ±10% jitter so routers do not all ask at the same moment.
+	jittered := func() time.Time {
+		j := time.Duration(rand.Int64N(int64(interval)/5+1)) - interval/10
+		return time.Now().Add(interval + j)
+	}
 	for {
 		wait := time.Until(next)
 		why := ""
@@ -521,9 +538,19 @@ func (d *daemon) checkLoop(ctx context.Context, trigger <-chan string, errc <-ch
 			// A status listener died; let procd restart the service.
 			d.log.Error("status page stopped", "err", err)
 			return
+		case <-finished:
+			running = false
+			d.setNext(next) // the check wrote its result to the state file
+			continue
 		case why = <-trigger:
 		case <-time.After(wait):
 			why = "scheduled"
+		}
+		if running {
+			d.log.Warn("update check skipped: the previous check is still running", "why", why)
+			next = jittered()
+			d.setNext(next)
+			continue
 		}
 		d.mu.Lock()
 		torState := d.snap.Tor.State
@@ -536,10 +563,14 @@ func (d *daemon) checkLoop(ctx context.Context, trigger <-chan string, errc <-ch
 			continue
 		}
 		d.log.Info("update check", "why", why)
-		d.u.Check(ctx) // logs its own result and records it in the state
-		// ±10% jitter so routers do not all ask at the same moment.
-		j := time.Duration(rand.Int64N(int64(interval)/5+1)) - interval/10
-		next = time.Now().Add(interval + j)
+		running = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.u.Check(cctx) // logs its own result and records it in the state
+			finished <- struct{}{}
+		}()
+		next = jittered()
 		d.setNext(next)
 	}
 }

@@ -21,6 +21,9 @@ import (
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
+// boardNameFile is where OpenWrt's board detection writes the board name.
+const boardNameFile = "/tmp/sysinfo/board_name"
+
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "devel"
 
@@ -84,8 +87,9 @@ Usage:
   verify manifest verify --keys DIR --threshold M [--board NAME --installed BUILD]
                          [--now RFC3339] [--state FILE] [--json] FILE
       check a signed update manifest offline
-  verify image --keys DIR [--board NAME] IMAGE
-      check a sysupgrade image's signature and board
+  verify image --keys DIR [--board NAME | --any-board] IMAGE
+      check a sysupgrade image's signature and board; without --board
+      the board is read from %s, and without either it refuses
   verify --version
 
 FILE defaults to %s.
@@ -95,14 +99,15 @@ Exit codes: 0 accepted, installed, up to date or deferred; 1 local error;
 5 wrong board; 6 malformed image or manifest; 7-16 manifest and update
 refusals (threshold, expired, replay, rollback, too large, hash mismatch,
 no memory, sysupgrade, no mirror, busy): see docs/updates.md.
-`, version, defaultConfigPath)
+`, version, boardNameFile, defaultConfigPath)
 }
 
 func runImage(stdout, stderr io.Writer, args []string) int {
 	fs := flag.NewFlagSet("verify image", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	keys := fs.String("keys", "/etc/opkg/keys", "directory of trusted usign public keys named by fingerprint")
-	board := fs.String("board", "", "require this board in the image metadata (default: /tmp/sysinfo/board_name if present)")
+	board := fs.String("board", "", "require this board in the image metadata (default: the content of "+boardNameFile+")")
+	anyBoard := fs.Bool("any-board", false, "skip the board check (host-side use only; the router must always check its board)")
 	quiet := fs.Bool("q", false, "print nothing on success")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -115,10 +120,24 @@ func runImage(stdout, stderr io.Writer, args []string) int {
 		return exitUsage
 	}
 	img := fs.Arg(0)
-	if *board == "" {
-		if b, err := os.ReadFile("/tmp/sysinfo/board_name"); err == nil {
-			*board = string(trimSpace(b))
+	// Fail closed: an image signed by a genuine key for another board must
+	// never pass because the board is unknown.
+	switch {
+	case *anyBoard && *board != "":
+		fmt.Fprintln(stderr, "verify image: give --board NAME or --any-board, not both")
+		return exitUsage
+	case *anyBoard:
+	case *board == "":
+		b, err := os.ReadFile(boardNameFile)
+		if err != nil || len(trimSpace(b)) == 0 {
+			why := "is empty"
+			if err != nil {
+				why = "cannot be read: " + err.Error()
+			}
+			fmt.Fprintf(stderr, "verify image: REFUSED %s: no board to check the image against (%s %s); give --board NAME, or --any-board to skip the check on a build host\n", img, boardNameFile, why)
+			return exitUsage
 		}
+		*board = string(trimSpace(b))
 	}
 	kr, err := usign.LoadKeyDir(*keys)
 	if err != nil {

@@ -327,6 +327,16 @@ func TestBuildRefusals(t *testing.T) {
 			o.ReleaseKeys = []*usign.PublicKey{other.Public()}
 		}, "not among the release keys"},
 		{"no container engine", func(o *Options) { o.Engine = "nosuchengine" }, "engine"},
+		{"brand threshold above the keys shipped", func(o *Options) {
+			b := *o.Brand
+			b.Threshold = 2
+			o.Brand = &b
+		}, "update threshold 2 needs at least 2 distinct release keys, but the image would ship 1"},
+		{"one release key under two fingerprints", func(o *Options) {
+			twin := *o.ReleaseKeys[0]
+			twin.Fingerprint = usign.Fingerprint{0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee}
+			o.ReleaseKeys = append(append([]*usign.PublicKey{}, o.ReleaseKeys...), &twin)
+		}, "the same Ed25519 public key under two fingerprints"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

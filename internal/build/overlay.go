@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/torwrt/torwrt/internal/manifest"
 	"github.com/torwrt/torwrt/internal/overlay"
 	"github.com/torwrt/torwrt/internal/routerconf"
+	"github.com/torwrt/torwrt/internal/usign"
 )
 
 // renderOverlay fills the overlay input from the profile, brand, release
@@ -49,10 +51,20 @@ func renderOverlay(ctx context.Context, o Options, daemon []byte, dest string) (
 		}
 	}
 	in.UpdateMirrors = b.Mirrors
-	in.UpdateThreshold = b.Threshold
-	if in.UpdateThreshold > len(o.ReleaseKeys) {
-		in.UpdateThreshold = len(o.ReleaseKeys)
+	// The threshold is the brand's, never lowered to fit: an image that
+	// ships fewer distinct keys than its brand requires would either never
+	// update or, clamped, accept fewer signatures than the brand promised.
+	kr, err := usign.NewKeyring(o.ReleaseKeys...)
+	if err != nil {
+		return "", fmt.Errorf("brand %s: release keys: %w", b.ID, err)
 	}
+	if err := manifest.CheckKeys(kr); err != nil {
+		return "", fmt.Errorf("brand %s: release keys: %w", b.ID, err)
+	}
+	if b.Threshold > kr.Len() {
+		return "", fmt.Errorf("brand %s: update threshold %d needs at least %d distinct release keys, but the image would ship %d; pass all release keys (--release-keys DIR) or lower the brand's threshold on purpose", b.ID, b.Threshold, b.Threshold, kr.Len())
+	}
+	in.UpdateThreshold = b.Threshold
 	in.FirmwareVersion = o.Version
 	// /etc/torwrt/release.json states the same build the signed manifest
 	// lists for this image (release prepare takes it from the report), or

@@ -413,7 +413,7 @@ func TestBuiltReleaseInstallsThroughTor(t *testing.T) {
 		t.Fatalf("installed release %+v", res.Release)
 	}
 	file := res.Image
-	if want := filepath.Join(root, rc.DownloadDir, "torwrt-update-"+b3.rep.Image); file != want {
+	if want := filepath.Join(root, rc.DownloadDir, updater.PrivateDirName, "torwrt-update-"+b3.rep.Image); file != want {
 		t.Fatalf("image handed to sysupgrade is %s, want %s", file, want)
 	}
 	if calls := updatertest.Calls(t, sysLog); len(calls) != 2 || calls[0] != "--test "+file || calls[1] != file {

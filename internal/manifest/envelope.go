@@ -261,12 +261,35 @@ func (d *tokens) signatures(env *Envelope) error {
 	return d.delim(']')
 }
 
+// CheckKeys refuses a trusted key set that holds one Ed25519 public key
+// under two fingerprints. A usign fingerprint is only a label stored beside
+// the key, so anyone can give a key file any fingerprint; such a set would
+// let one key holder's signature count twice toward a threshold.
+func CheckKeys(keys *usign.Keyring) error {
+	if keys == nil {
+		return nil
+	}
+	seen := map[string]usign.Fingerprint{}
+	for _, k := range keys.Keys() {
+		if fp, ok := seen[string(k.Key)]; ok {
+			return fmt.Errorf("%w: trusted keys %s and %s are the same Ed25519 public key under two fingerprints; it would count twice toward the threshold, keep only one of them",
+				ErrConfig, fp, k.Fingerprint)
+		}
+		seen[string(k.Key)] = k.Fingerprint
+	}
+	return nil
+}
+
 // verifySignatures counts distinct trusted keys with a valid signature over
 // the payload. Unknown keys, repeated keys and bad signatures (all-zero
-// included) never count; they are reported in ignored.
+// included) never count; they are reported in ignored. A trusted key set
+// that holds one public key twice is a configuration error.
 func (env *Envelope) verifySignatures(keys *usign.Keyring, threshold int) (signers, ignored []string, err error) {
 	if keys == nil || keys.Len() == 0 {
 		return nil, nil, fmt.Errorf("%w: no trusted keys", ErrConfig)
+	}
+	if err := CheckKeys(keys); err != nil {
+		return nil, nil, err
 	}
 	if threshold < 1 {
 		return nil, nil, fmt.Errorf("%w: threshold %d; at least 1 signature must be required", ErrConfig, threshold)
@@ -288,21 +311,29 @@ func (env *Envelope) verifySignatures(keys *usign.Keyring, threshold int) (signe
 
 // CountSignatures returns the distinct trusted keys with a valid signature
 // over the payload, sorted, and why every other signature did not count.
-// A key that signed twice counts once; unknown keys and bad signatures
-// (all-zero included) never count.
+// Keys are told apart by their Ed25519 public key, not by fingerprint: a
+// key that signed twice, under one fingerprint or several, counts once.
+// Unknown keys and bad signatures (all-zero included) never count.
 func (env *Envelope) CountSignatures(keys *usign.Keyring) (signers, ignored []string) {
-	counted := map[usign.Fingerprint]bool{}
+	counted := map[string]usign.Fingerprint{}
 	for i, s := range env.Signatures {
 		fp := s.Sig.Fingerprint
-		if counted[fp] {
-			ignored = append(ignored, fmt.Sprintf("signatures[%d]: key %s already counted", i, fp))
-			continue
+		if pub, ok := keys.Lookup(fp); ok {
+			if first, dup := counted[string(pub.Key)]; dup {
+				if first == fp {
+					ignored = append(ignored, fmt.Sprintf("signatures[%d]: key %s already counted", i, fp))
+				} else {
+					ignored = append(ignored, fmt.Sprintf("signatures[%d]: key %s is the same public key as %s, already counted", i, fp, first))
+				}
+				continue
+			}
 		}
-		if _, err := keys.VerifyReader(bytes.NewReader(env.Signed), s.Sig); err != nil {
+		pub, err := keys.VerifyReader(bytes.NewReader(env.Signed), s.Sig)
+		if err != nil {
 			ignored = append(ignored, fmt.Sprintf("signatures[%d]: %v", i, err))
 			continue
 		}
-		counted[fp] = true
+		counted[string(pub.Key)] = fp
 		signers = append(signers, fp.String())
 	}
 	sort.Strings(signers)

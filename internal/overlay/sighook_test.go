@@ -95,7 +95,7 @@ echo "rc=$? require=$REQUIRE_IMAGE_SIGNATURE"`
 				}
 				for _, want := range []string{
 					"ucert -V -m - -c /tmp/sysupgrade.ucert -P /etc/torwrt/keys",
-					"torwrt-verify image -q --keys /etc/torwrt/keys /tmp/image.bin",
+					"torwrt-verify image -q --keys /etc/torwrt/keys --board glinet,gl-ar150 /tmp/image.bin",
 				} {
 					if !strings.Contains(calls, want+"\n") {
 						t.Errorf("verifier call %q missing; calls:\n%s", want, calls)

@@ -79,6 +79,9 @@ func (kl *KeyList) Validate() error {
 	if kl.Threshold < 1 || kl.Threshold > len(kl.Keys) {
 		return bad("threshold %d: must be between 1 and the number of keys (%d)", kl.Threshold, len(kl.Keys))
 	}
+	// A fingerprint is only a label beside the key: one Ed25519 key listed
+	// under two key ids would count twice toward the threshold.
+	seen := map[string]string{}
 	for i, k := range kl.Keys {
 		pub, err := usign.ParsePublicKey([]byte(k.Public))
 		if err != nil {
@@ -87,6 +90,10 @@ func (kl *KeyList) Validate() error {
 		if pub.Fingerprint.String() != k.KeyID {
 			return bad("keys[%d]: keyid %s but the public key is %s", i, k.KeyID, pub.Fingerprint)
 		}
+		if first, ok := seen[string(pub.Key)]; ok {
+			return bad("keys[%d]: key %s is the same Ed25519 public key as %s; list each key once", i, k.KeyID, first)
+		}
+		seen[string(pub.Key)] = k.KeyID
 		if i > 0 && kl.Keys[i-1].KeyID >= k.KeyID {
 			return bad("keys must be sorted by keyid and unique (%s after %s)", k.KeyID, kl.Keys[i-1].KeyID)
 		}
@@ -157,6 +164,9 @@ func NewKeyListEnvelope(kl *KeyList) ([]byte, error) {
 }
 
 func threshold(env *manifest.Envelope, kr *usign.Keyring, m int, what string) error {
+	if err := manifest.CheckKeys(kr); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrKeyList, what, err)
+	}
 	valid, ignored := env.CountSignatures(kr)
 	if len(valid) < m {
 		why := ""

@@ -18,12 +18,60 @@ import (
 // The server answers GET and HEAD for /torbox and /torbox.json, one
 // request per connection. It is small on purpose: net/http would add more
 // to the router binary than the rest of the daemon, and this page needs
-// none of it. Limits keep a busy or hostile LAN client from tying it up.
+// none of it. Limits keep a busy or hostile LAN client from tying it up:
+// one source address holds at most maxConnsPerClient connections, so
+// maxConns/maxConnsPerClient clients can be served at once whatever one of
+// them does, and a client that is slow to send its request is dropped
+// after headerTimeout.
 const (
-	maxRequestHeader = 8 << 10
-	maxConns         = 16
-	connTimeout      = 10 * time.Second
+	maxRequestHeader  = 8 << 10
+	maxConns          = 64
+	maxConnsPerClient = 4
+	headerTimeout     = 5 * time.Second
+	connTimeout       = 10 * time.Second
 )
+
+// clientLimit counts open connections, in total and per source address.
+type clientLimit struct {
+	mu    sync.Mutex
+	total int
+	per   map[netip.Addr]int
+}
+
+// acquire takes a slot for a connection from addr, or reports that addr
+// or the server is at its limit.
+func (l *clientLimit) acquire(addr netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.total >= maxConns || l.per[addr] >= maxConnsPerClient {
+		return false
+	}
+	if l.per == nil {
+		l.per = map[netip.Addr]int{}
+	}
+	l.total++
+	l.per[addr]++
+	return true
+}
+
+func (l *clientLimit) release(addr netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.per[addr]--; l.per[addr] <= 0 {
+		delete(l.per, addr)
+	}
+}
+
+// remoteAddr is c's source address without the port (and without an
+// IPv4-in-IPv6 wrapping); the zero Addr when unknown, which then shares
+// one limit.
+func remoteAddr(c net.Conn) netip.Addr {
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
 
 // securityHeaders forbid the page from loading or running anything.
 const securityHeaders = "Cache-Control: no-store\r\n" +
@@ -37,7 +85,7 @@ const securityHeaders = "Cache-Control: no-store\r\n" +
 func (p *Page) Serve(ctx context.Context, ln net.Listener, snap func() Snapshot) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	sem := make(chan struct{}, maxConns)
+	var limit clientLimit
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -52,17 +100,17 @@ func (p *Page) Serve(ctx context.Context, ln net.Listener, snap func() Snapshot)
 			}
 			return fmt.Errorf("status page: accepting on %s: %w", ln.Addr(), err)
 		}
-		select {
-		case sem <- struct{}{}:
-		default:
-			// Too many open connections: drop this one rather than queue.
+		addr := remoteAddr(c)
+		if !limit.acquire(addr) {
+			// This client, or everyone together, has too many open
+			// connections: drop this one rather than queue.
 			c.Close()
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
+			defer limit.release(addr)
 			p.serveConn(c, snap)
 		}()
 	}
@@ -70,7 +118,9 @@ func (p *Page) Serve(ctx context.Context, ln net.Listener, snap func() Snapshot)
 
 func (p *Page) serveConn(c net.Conn, snap func() Snapshot) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(connTimeout))
+	start := time.Now()
+	c.SetDeadline(start.Add(connTimeout))
+	c.SetReadDeadline(start.Add(headerTimeout))
 	method, path, err := readRequest(bufio.NewReaderSize(c, 1024))
 	if err != nil {
 		respond(c, 400, "text/plain; charset=utf-8", []byte("bad request\n"), false)

@@ -59,6 +59,10 @@ const (
 	DefaultRequestTimeout = 90 * time.Second
 	DefaultStallTimeout   = 60 * time.Second
 	DefaultAttempts       = 3
+	// An image download from one mirror, all its attempts together, may
+	// take DefaultDownloadBase plus the image size at DefaultMinRate.
+	DefaultDownloadBase = 60 * time.Second
+	DefaultMinRate      = 16 << 10 // bytes per second
 )
 
 // Config is everything a check needs. Paths are absolute on the router.
@@ -84,6 +88,12 @@ type Config struct {
 	// whole manifest fetch. StallTimeout bounds any wait for a byte.
 	RequestTimeout time.Duration
 	StallTimeout   time.Duration
+	// DownloadBase and MinRate bound an image download from one mirror,
+	// all attempts together: DownloadBase + size/MinRate. A mirror that
+	// trickles bytes just fast enough to beat StallTimeout is abandoned
+	// then, and the next mirror is tried.
+	DownloadBase time.Duration
+	MinRate      int64
 	// Attempts per mirror; later attempts resume with a Range request.
 	Attempts int
 	// InstalledBuild and InstalledVersion describe the running firmware;
@@ -159,6 +169,15 @@ func New(cfg Config) (*Updater, error) {
 	if cfg.Attempts == 0 {
 		cfg.Attempts = DefaultAttempts
 	}
+	if cfg.DownloadBase == 0 {
+		cfg.DownloadBase = DefaultDownloadBase
+	}
+	if cfg.MinRate == 0 {
+		cfg.MinRate = DefaultMinRate
+	}
+	if cfg.RequestTimeout < 0 || cfg.StallTimeout < 0 || cfg.DownloadBase < 0 || cfg.MinRate < 0 {
+		return nil, fmt.Errorf("%w: negative timeout or rate", ErrConfiguration)
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
@@ -228,7 +247,13 @@ func IsRefusal(err error) bool {
 // its reason; the caller only maps the error to an exit code.
 func (u *Updater) Check(ctx context.Context) (*Result, error) {
 	res := &Result{}
-	unlock, err := lockDir(u.cfg.DownloadDir)
+	dir, err := privateDir(u.cfg.DownloadDir, u.log)
+	if err != nil {
+		res.Status, res.Reason = StatusFailed, err.Error()
+		u.log.Error("update check not started", "err", err)
+		return res, err
+	}
+	unlock, err := lockDir(dir)
 	if err != nil {
 		res.Status, res.Reason = StatusFailed, err.Error()
 		u.log.Error("update check not started", "err", err)
@@ -450,14 +475,21 @@ func (u *Updater) fetchSmall(ctx context.Context, g *getter, url string, max int
 	return b, nil
 }
 
+// dir is the updater's private directory (see privateDir), which Check
+// has made sure of before anything else.
+func (u *Updater) dir() string {
+	return filepath.Join(u.cfg.DownloadDir, PrivateDirName)
+}
+
 // partialPath names the download by its expected hash, so a resumed
-// download can only ever continue the same image.
+// download can only ever continue the same image, and only one in the
+// private directory.
 func (u *Updater) partialPath(rel *manifest.Release) string {
-	return filepath.Join(u.cfg.DownloadDir, "torwrt-"+rel.SHA256+".unverified")
+	return filepath.Join(u.dir(), "torwrt-"+rel.SHA256+".unverified")
 }
 
 func (u *Updater) finalPath(rel *manifest.Release) string {
-	return filepath.Join(u.cfg.DownloadDir, "torwrt-update-"+rel.Image)
+	return filepath.Join(u.dir(), "torwrt-update-"+rel.Image)
 }
 
 // cleanDownloads removes leftovers: partial downloads of other releases
@@ -465,7 +497,7 @@ func (u *Updater) finalPath(rel *manifest.Release) string {
 // download of the release being installed, or "".
 func (u *Updater) cleanDownloads(keep string) {
 	for _, pat := range []string{"torwrt-*.unverified", "torwrt-update-*"} {
-		matches, _ := filepath.Glob(filepath.Join(u.cfg.DownloadDir, pat))
+		matches, _ := filepath.Glob(filepath.Join(u.dir(), pat))
 		for _, m := range matches {
 			if m != keep {
 				u.log.Debug("removing stale download", "path", m)
@@ -484,7 +516,7 @@ func (u *Updater) checkRAM(rel *manifest.Release) error {
 		return err
 	}
 	var have int64
-	if fi, err := os.Stat(u.partialPath(rel)); err == nil {
+	if fi, err := os.Lstat(u.partialPath(rel)); err == nil && fi.Mode().IsRegular() {
 		have = fi.Size()
 	}
 	need := rel.Size - have + u.cfg.RAMMargin
@@ -499,19 +531,32 @@ func (u *Updater) checkRAM(rel *manifest.Release) error {
 // returns the path of a file of exactly rel.Size bytes with rel.SHA256.
 func (u *Updater) download(ctx context.Context, g *getter, rel *manifest.Release) (string, error) {
 	path := u.partialPath(rel)
+	limit := u.downloadLimit(rel)
 	var errs []error
 	for _, base := range u.cfg.Mirrors {
 		// Mirrors publish dist/ as built: <mirror>/<profile>/<image>.
 		url := fileURL(base, rel.Profile+"/"+rel.Image)
 		restarted := false
 		var last error
+		// One deadline for all attempts at this mirror: a mirror that
+		// sends a byte now and then, just often enough to beat the stall
+		// timeout, must not hold the update back for ever.
+		mctx, cancel := context.WithTimeout(ctx, limit)
 		for attempt := 1; attempt <= u.cfg.Attempts; attempt++ {
-			progressed, resumed, err := u.downloadOnce(ctx, g, url, path, rel)
+			progressed, resumed, err := u.downloadOnce(mctx, g, url, path, rel)
 			if err == nil {
+				cancel()
 				return path, nil
 			}
 			if ctx.Err() != nil {
+				cancel()
 				return "", err
+			}
+			if mctx.Err() != nil {
+				last = fmt.Errorf("%w: no complete image within %v (%v plus %d bytes at %d bytes/s); trying the next mirror: %w",
+					ErrTimeout, limit, u.cfg.DownloadBase, rel.Size, u.cfg.MinRate, err)
+				u.log.Warn("image download too slow; mirror abandoned", "url", url, "limit", limit, "reason", err)
+				break
 			}
 			last = err
 			u.log.Warn("image download attempt failed", "url", url, "attempt", attempt, "reason", err)
@@ -530,18 +575,25 @@ func (u *Updater) download(ctx context.Context, g *getter, rel *manifest.Release
 				break
 			}
 		}
+		cancel()
 		errs = append(errs, fmt.Errorf("%s: %w", url, last))
 	}
 	return "", joinMirrorErrors(errs)
+}
+
+// downloadLimit is how long one mirror may take for rel's image.
+func (u *Updater) downloadLimit(rel *manifest.Release) time.Duration {
+	perByte := float64(time.Second) / float64(u.cfg.MinRate)
+	return u.cfg.DownloadBase + time.Duration(float64(rel.Size)*perByte)
 }
 
 // downloadOnce makes one request. progressed reports whether the file
 // grew, which makes another (resumed) attempt worthwhile; resumed whether
 // it continued bytes already on disk.
 func (u *Updater) downloadOnce(ctx context.Context, g *getter, url, path string, rel *manifest.Release) (progressed, resumed bool, err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := openPartial(path)
 	if err != nil {
-		return false, false, fmt.Errorf("opening %s: %w", path, err)
+		return false, false, err
 	}
 	defer f.Close()
 	have, err := f.Seek(0, io.SeekEnd)
@@ -652,6 +704,10 @@ func (u *Updater) verifyImage(path string, rel *manifest.Release) (string, error
 // install runs `sysupgrade --test FILE`, records the new build, and runs
 // `sysupgrade FILE`. Both are argv exec, never a shell.
 func (u *Updater) install(ctx context.Context, st *State, res *Result, rel *manifest.Release, file string) error {
+	if err := recheck(file, rel); err != nil {
+		os.Remove(file)
+		return err
+	}
 	if out, err := u.run(ctx, u.cfg.Sysupgrade, "--test", file); err != nil {
 		os.Remove(file)
 		return fmt.Errorf("%w: sysupgrade --test: %v%s", ErrSysupgrade, err, out)
@@ -661,6 +717,11 @@ func (u *Updater) install(ctx context.Context, st *State, res *Result, rel *mani
 	// The state goes to disk before flashing: sysupgrade reboots the
 	// router and does not come back to tell us it worked.
 	if err := SaveState(u.cfg.StatePath, st); err != nil {
+		os.Remove(file)
+		return err
+	}
+	if err := recheck(file, rel); err != nil {
+		st.InstalledBuild, st.InstalledVersion, st.LastInstall = prevBuild, prevVersion, prevInstall
 		os.Remove(file)
 		return err
 	}
@@ -703,13 +764,12 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 }
 
 // lockDir takes an exclusive lock so that only one check (daemon or a
-// manual `verify check`) downloads and flashes at a time.
+// manual `verify check`) downloads and flashes at a time. dir is the
+// private directory, so no other user can hold (or plant) the lock file;
+// it is opened without following a symlink and must be ours.
 func lockDir(dir string) (func(), error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	p := filepath.Join(dir, ".torwrt-verify.lock")
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	p := filepath.Join(dir, lockName)
+	f, err := openPrivate(p, os.O_RDWR|os.O_CREATE)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}

@@ -283,7 +283,7 @@ func TestAttacks(t *testing.T) {
 			if res.BytesReceived > size+64<<10 {
 				e.t.Errorf("read %d bytes for a %d byte image", res.BytesReceived, size)
 			}
-			if _, err := os.Stat(filepath.Join(e.dir, "tmp", "torwrt-"+res.Release.SHA256+".unverified")); err == nil {
+			if _, err := os.Stat(filepath.Join(e.dir, "tmp", PrivateDirName, "torwrt-"+res.Release.SHA256+".unverified")); err == nil {
 				e.t.Error("oversized partial download left behind")
 			}
 		}},
@@ -359,7 +359,7 @@ func TestAttacks(t *testing.T) {
 					t.Errorf("sysupgrade called: %q", c)
 				}
 			}
-			left, _ := filepath.Glob(filepath.Join(e.dir, "tmp", "torwrt-update-*"))
+			left, _ := filepath.Glob(filepath.Join(e.dir, "tmp", PrivateDirName, "torwrt-update-*"))
 			if len(left) != 0 {
 				t.Errorf("verified image left after refusal: %v", left)
 			}
@@ -419,7 +419,7 @@ func TestHappyPath(t *testing.T) {
 	if res.Status != StatusInstalled || res.Release.Build != 42 {
 		t.Fatalf("result %+v", res)
 	}
-	final := filepath.Join(e.dir, "tmp", "torwrt-update-"+imageName)
+	final := filepath.Join(e.dir, "tmp", PrivateDirName, "torwrt-update-"+imageName)
 	calls := updatertest.Calls(t, e.sysLog)
 	want := []string{"--test " + final, final}
 	if fmt.Sprint(calls) != fmt.Sprint(want) {
@@ -522,7 +522,7 @@ func TestResumeWithRange(t *testing.T) {
 	if reqs[1].Written != int64(len(img)-cut) {
 		t.Errorf("second response carried %d bytes, want %d", reqs[1].Written, len(img)-cut)
 	}
-	got, _ := os.ReadFile(filepath.Join(e.dir, "tmp", "torwrt-update-"+imageName))
+	got, _ := os.ReadFile(filepath.Join(e.dir, "tmp", PrivateDirName, "torwrt-update-"+imageName))
 	if updatertest.Sum(got) != rel.SHA256 {
 		t.Fatal("final hash differs")
 	}
@@ -536,7 +536,7 @@ func TestResumeAcrossChecks(t *testing.T) {
 	e := newEnv(t)
 	img := e.image(updatertest.ImageSpec{PayloadSize: 256 << 10})
 	rel := e.publish(img, 42)
-	dl := filepath.Join(e.dir, "tmp")
+	dl := filepath.Join(e.dir, "tmp", PrivateDirName)
 	os.MkdirAll(dl, 0o700)
 	os.WriteFile(filepath.Join(dl, "torwrt-"+rel.SHA256+".unverified"), img[:1000], 0o600)
 	os.WriteFile(filepath.Join(dl, "torwrt-"+strings.Repeat("0", 64)+".unverified"), []byte("stale"), 0o600)
