@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/torwrt/torwrt/internal/manifest"
 	"github.com/torwrt/torwrt/internal/routerconf"
 	"github.com/torwrt/torwrt/internal/setup"
 	"github.com/torwrt/torwrt/internal/status"
@@ -204,6 +205,28 @@ func (c *config) updaterConfig(log *slog.Logger, torTime func(context.Context) (
 	}, nil
 }
 
+// checkTrustedKeys refuses a trusted key set no manifest check could use
+// as configured: one Ed25519 public key under two fingerprints (it would
+// count twice toward the threshold), or a threshold above the number of
+// distinct keys. Both are reported at once, for the owner to fix together.
+func checkTrustedKeys(ucfg updater.Config, dir string) error {
+	distinct := map[string]bool{}
+	if ucfg.Keys != nil {
+		for _, k := range ucfg.Keys.Keys() {
+			distinct[string(k.Key)] = true
+		}
+	}
+	var errs []error
+	if err := manifest.CheckKeys(ucfg.Keys); err != nil {
+		errs = append(errs, fmt.Errorf("trusted keys in %s: %w", dir, err))
+	}
+	if ucfg.Threshold > len(distinct) {
+		errs = append(errs, fmt.Errorf("threshold %d is above the %d distinct trusted keys in %s: no manifest could ever be accepted; lower \"threshold\" or add keys",
+			ucfg.Threshold, len(distinct), dir))
+	}
+	return errors.Join(errs...)
+}
+
 // torTime asks Tor for its consensus time on a fresh connection.
 func (c *config) torTime(ctx context.Context) (time.Time, error) {
 	if c.Control == "" {
@@ -302,6 +325,10 @@ func runCheck(ctx context.Context, stdout, stderr io.Writer, args []string) int 
 		return exitFailure
 	}
 	ucfg.IgnoreRollout = *now
+	if err := checkTrustedKeys(ucfg, cfg.KeysDir); err != nil {
+		fmt.Fprintf(stderr, "verify check: %v\n", err)
+		return exitUsage
+	}
 	u, err := updater.New(ucfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "verify check: %v\n", err)
@@ -369,6 +396,10 @@ func runDaemon(ctx context.Context, stdout, stderr io.Writer, args []string) int
 	if err != nil {
 		log.Error("not starting", "err", err)
 		return exitFailure
+	}
+	if err := checkTrustedKeys(ucfg, cfg.KeysDir); err != nil {
+		log.Error("not starting", "err", err)
+		return exitUsage
 	}
 	if d.u, err = updater.New(ucfg); err != nil {
 		log.Error("not starting", "err", err)

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/torwrt/torwrt/internal/routerconf"
+	"github.com/torwrt/torwrt/internal/status"
 )
 
 // Paths of the view.
@@ -50,8 +51,11 @@ const (
 	maxRequestHeader = 8 << 10
 	maxBody          = 1 << 10
 	maxSecretsFile   = 4 << 10
-	maxConns         = 16
 	connTimeout      = 10 * time.Second
+	// requestTimeout bounds reading the request line, headers and body:
+	// the status page's limit, so that the view in front of it is no
+	// easier to tie up than the page itself.
+	requestTimeout = status.RequestTimeout
 )
 
 // Config describes the view. Paths are absolute on the router.
@@ -151,9 +155,14 @@ func (v *View) Allowed(remote, local netip.Addr) bool {
 // and passes every other connection, with the bytes already read put
 // back, to whoever calls Accept (the status page's server). Closing it
 // closes ln.
+//
+// It applies the status page's per-client limit (status.LimitListener)
+// from accept to close, whoever ends up serving the connection: one LAN
+// client with idle connections can use up its own share only. A client
+// has requestTimeout to send its request line.
 func (v *View) Intercept(ln net.Listener) net.Listener {
-	l := &interceptor{Listener: ln, v: v, conns: make(chan net.Conn), errc: make(chan error, 1),
-		done: make(chan struct{}), sem: make(chan struct{}, maxConns)}
+	l := &interceptor{Listener: status.LimitListener(ln), v: v, conns: make(chan net.Conn), errc: make(chan error, 1),
+		done: make(chan struct{})}
 	go l.run()
 	return l
 }
@@ -165,7 +174,6 @@ type interceptor struct {
 	errc  chan error
 	done  chan struct{}
 	once  sync.Once
-	sem   chan struct{}
 }
 
 func (l *interceptor) Accept() (net.Conn, error) {
@@ -195,21 +203,16 @@ func (l *interceptor) run() {
 			l.errc <- err
 			return
 		}
-		select {
-		case l.sem <- struct{}{}:
-		default:
-			c.Close() // too many connections being read; drop, don't queue
-			continue
-		}
-		go l.route(c)
+		go l.route(c) // l.Listener has dropped what is over the limits
 	}
 }
 
 // route reads the request line. Requests for the view are answered here;
 // everything else goes to Accept with the line put back.
 func (l *interceptor) route(c net.Conn) {
-	defer func() { <-l.sem }()
-	c.SetReadDeadline(time.Now().Add(connTimeout))
+	start := time.Now()
+	c.SetDeadline(start.Add(connTimeout))
+	c.SetReadDeadline(start.Add(requestTimeout))
 	br := bufio.NewReaderSize(c, 1024)
 	line, err := br.ReadSlice('\n')
 	if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
@@ -222,7 +225,7 @@ func (l *interceptor) route(c net.Conn) {
 			return
 		}
 	}
-	c.SetReadDeadline(time.Time{})
+	c.SetDeadline(time.Time{}) // the status page sets its own
 	pc := &peekedConn{Conn: c, r: io.MultiReader(bytes.NewReader(bytes.Clone(line)), br)}
 	select {
 	case l.conns <- pc:
@@ -267,10 +270,10 @@ func addrOf(a net.Addr) netip.Addr {
 	return netip.Addr{}
 }
 
-// serveConn answers one request whose request line has been read.
+// serveConn answers one request whose request line has been read, within
+// the deadlines route set.
 func (v *View) serveConn(c net.Conn, br *bufio.Reader, method, path string) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(connTimeout))
 	req := request{method: method, path: path, remote: addrOf(c.RemoteAddr()), local: addrOf(c.LocalAddr())}
 	length, err := readHeaders(br, &req)
 	if err == nil && length > 0 {

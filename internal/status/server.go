@@ -26,9 +26,18 @@ import (
 const (
 	maxRequestHeader  = 8 << 10
 	maxConns          = 64
-	maxConnsPerClient = 4
-	headerTimeout     = 5 * time.Second
+	maxConnsPerClient = MaxConnsPerClient
+	headerTimeout     = RequestTimeout
 	connTimeout       = 10 * time.Second
+)
+
+// MaxConnsPerClient and RequestTimeout are the limits every listener of
+// the router's web pages applies (the status page here, the setup view in
+// front of it): one source address holds at most MaxConnsPerClient open
+// connections, and a client has RequestTimeout to send its request.
+const (
+	MaxConnsPerClient = 4
+	RequestTimeout    = 5 * time.Second
 )
 
 // clientLimit counts open connections, in total and per source address.
@@ -63,6 +72,48 @@ func (l *clientLimit) release(addr netip.Addr) {
 	}
 }
 
+// LimitListener returns a listener whose Accept holds each source address
+// to MaxConnsPerClient open connections, and all of them together to the
+// status page's total: a connection over the limit is closed at once, not
+// queued, and Accept waits for the next one. A connection's slot is freed
+// when it is closed. Closing the returned listener closes ln.
+func LimitListener(ln net.Listener) net.Listener {
+	return &limitListener{Listener: ln}
+}
+
+type limitListener struct {
+	net.Listener
+	limit clientLimit
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		addr := remoteAddr(c)
+		if !l.limit.acquire(addr) {
+			c.Close()
+			continue
+		}
+		return &limitedConn{Conn: c, release: sync.OnceFunc(func() { l.limit.release(addr) })}, nil
+	}
+}
+
+// limitedConn gives its slot back when closed (once, however often it is
+// closed).
+type limitedConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.release()
+	return err
+}
+
 // remoteAddr is c's source address without the port (and without an
 // IPv4-in-IPv6 wrapping); the zero Addr when unknown, which then shares
 // one limit.
@@ -85,11 +136,13 @@ const securityHeaders = "Cache-Control: no-store\r\n" +
 func (p *Page) Serve(ctx context.Context, ln net.Listener, snap func() Snapshot) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	var limit clientLimit
+	// This client, or everyone together, having too many open
+	// connections gets the new one dropped rather than queued.
+	lim := LimitListener(ln)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
-		c, err := ln.Accept()
+		c, err := lim.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -100,18 +153,10 @@ func (p *Page) Serve(ctx context.Context, ln net.Listener, snap func() Snapshot)
 			}
 			return fmt.Errorf("status page: accepting on %s: %w", ln.Addr(), err)
 		}
-		addr := remoteAddr(c)
-		if !limit.acquire(addr) {
-			// This client, or everyone together, has too many open
-			// connections: drop this one rather than queue.
-			c.Close()
-			continue
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer limit.release(addr)
-			p.serveConn(c, snap)
+			p.serveConn(c, snap) // closes c, which frees its slot
 		}()
 	}
 }

@@ -134,8 +134,8 @@ func New(cfg Config) (*Updater, error) {
 	if cfg.Threshold < 1 || cfg.Threshold > cfg.Keys.Len() {
 		return nil, fmt.Errorf("%w: threshold %d with %d trusted keys", ErrConfiguration, cfg.Threshold, cfg.Keys.Len())
 	}
-	if cfg.Board == "" {
-		return nil, fmt.Errorf("%w: board name unknown", ErrConfiguration)
+	if err := checkBoard(cfg.Board); err != nil {
+		return nil, err
 	}
 	if ap, err := netipAddrPort(cfg.SOCKSAddr); err != nil {
 		return nil, fmt.Errorf("%w: socks address %q must be ip:port, so that not even the proxy's name is looked up: %v", ErrConfiguration, cfg.SOCKSAddr, err)
@@ -293,6 +293,16 @@ func (u *Updater) Check(ctx context.Context) (*Result, error) {
 	return res, err
 }
 
+// checkBoard fails closed on an unknown board: without one, the image's
+// board could not be checked (imagesig skips an empty board), so nothing
+// may be installed at all.
+func checkBoard(board string) error {
+	if strings.TrimSpace(board) == "" {
+		return fmt.Errorf("%w: board name unknown (empty); refusing to install anything without checking the image is for this board: set \"board\" in the config, or make board_file (/tmp/sysinfo/board_name) name it", ErrConfiguration)
+	}
+	return nil
+}
+
 // EffectiveNow is the latest of the system clock, Tor's consensus time
 // and the last accepted manifest's issued_at. The router has no RTC and
 // boots with a clock in the past; each source is a lower bound on the real
@@ -320,6 +330,9 @@ func (u *Updater) EffectiveNow(ctx context.Context, st *State) time.Time {
 
 func (u *Updater) check(ctx context.Context, st *State, res *Result) error {
 	res.Now = u.EffectiveNow(ctx, st)
+	if err := checkBoard(u.cfg.Board); err != nil {
+		return err
+	}
 	g, err := u.getter()
 	if err != nil {
 		return err
@@ -687,6 +700,10 @@ func truncate(f *os.File, n int64) error {
 // verifyImage checks the image's own signature chunk and board, exactly
 // as `verify image` does, and only then gives it its final name.
 func (u *Updater) verifyImage(path string, rel *manifest.Release) (string, error) {
+	if err := checkBoard(u.cfg.Board); err != nil {
+		os.Remove(path)
+		return "", err
+	}
 	res, err := imagesig.VerifyFile(path, u.cfg.Keys, imagesig.Options{Board: u.cfg.Board})
 	if err != nil {
 		os.Remove(path)
