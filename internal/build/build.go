@@ -34,6 +34,7 @@ import (
 	"github.com/torwrt/torwrt/internal/imagebuilder"
 	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/ipk"
+	"github.com/torwrt/torwrt/internal/nftmods"
 	"github.com/torwrt/torwrt/internal/normalize"
 	"github.com/torwrt/torwrt/internal/profile"
 	"github.com/torwrt/torwrt/internal/provenance"
@@ -110,6 +111,9 @@ type Report struct {
 	Outputs          []string          `json:"outputs"`
 	DistDir          string            `json:"dist_dir"`
 	Timings          map[string]string `json:"timings"`
+	// Warnings are problems a test profile is built with; a release
+	// profile fails on them instead.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ErrTooBig: the image does not fit the board's flash.
@@ -339,6 +343,9 @@ func (p *pipeline) post(ctx context.Context) error {
 	if err := p.checkManifest(out.Manifest); err != nil {
 		return err
 	}
+	if err := p.checkFirewallModules(); err != nil {
+		return err
+	}
 
 	layout, err := fwimage.Parse(bytes.NewReader(raw), int64(len(raw)))
 	if err != nil {
@@ -429,6 +436,33 @@ func (p *pipeline) checkManifest(data []byte) error {
 		return fmt.Errorf("%w: %s; run: imgbuild lock --profile %s", ErrDrift, strings.Join(problems, "; "), p.o.Profile.ID)
 	}
 	p.ibManifest = data
+	return nil
+}
+
+// checkFirewallModules refuses an image whose kernel-module packages
+// cannot load the rendered firewall: nft -f would fail at boot and the
+// router would sit in the panic table, offline.
+func (p *pipeline) checkFirewallModules() error {
+	const onRouter = "/etc/torwrt/firewall.nft"
+	ruleset, err := os.ReadFile(filepath.Join(p.work, "files", filepath.FromSlash(onRouter)))
+	if err != nil {
+		return fmt.Errorf("reading the rendered firewall: %w", err)
+	}
+	names := make([]string, 0, len(p.installed))
+	for _, pk := range p.installed {
+		names = append(names, pk.Name)
+	}
+	err = nftmods.Check(onRouter, ruleset, names)
+	if err != nil && p.o.Profile.TestProfile != "" {
+		// A test profile (an older ImageBuilder generation kept to test
+		// the pipeline against) is built and reported, never released.
+		p.rep.Warnings = append(p.rep.Warnings, "firewall kernel modules: "+err.Error())
+		p.logf("WARNING (test profile %s, not a release target): the firewall would not load on this image: %v", p.o.Profile.ID, err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("firewall kernel modules: %w (profiles/%s/profile.yaml), then run: imgbuild lock --profile %s", err, p.o.Profile.ID, p.o.Profile.ID)
+	}
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -332,6 +333,16 @@ func TestBuildRefusals(t *testing.T) {
 			b.Threshold = 2
 			o.Brand = &b
 		}, "update threshold 2 needs at least 2 distinct release keys, but the image would ship 1"},
+		// A profile (and a lock made from it) without kmod-nft-fib: the
+		// image would boot with a firewall its kernel cannot load.
+		{"firewall kernel module not installed", func(o *Options) {
+			pr := *o.Profile
+			pr.Packages.Add = slices.DeleteFunc(slices.Clone(pr.Packages.Add), func(n string) bool { return n == "kmod-nft-fib" })
+			o.Profile = &pr
+			l := *o.Lock
+			l.Packages = slices.DeleteFunc(slices.Clone(l.Packages), func(pk profile.LockedPackage) bool { return pk.Name == "kmod-nft-fib" })
+			o.Lock = &l
+		}, "firewall kernel modules: /etc/torwrt/firewall.nft:"},
 		{"one release key under two fingerprints", func(o *Options) {
 			twin := *o.ReleaseKeys[0]
 			twin.Fingerprint = usign.Fingerprint{0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee}
@@ -346,6 +357,13 @@ func TestBuildRefusals(t *testing.T) {
 			_, err := Run(t.Context(), o)
 			if err == nil {
 				t.Fatal("build succeeded")
+			}
+			if c.name == "firewall kernel module not installed" {
+				for _, w := range []string{"fib needs kmod-nft-fib", "add kmod-nft-fib to the profile's packages.add", "run: imgbuild lock --profile " + p.ID} {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error lacks %q: %v", w, err)
+					}
+				}
 			}
 			if !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("want %q in error, got %v", c.want, err)

@@ -162,7 +162,19 @@ OPENWRT_TAINTS="simulated"
 		{name: "kernel", version: KernelVersion + "~" + t.vermagic() + "-r1", section: "kernel", files: []fileDef{
 			conf("/lib/modules/"+KernelVersion+"/modules.builtin", "# SIMULATED kernel: no modules are built in\n")}},
 		kmod("ath9k", ""), kmod("rt2800-soc", ""), kmod("gpio-button-hotplug", ""),
-		kmod("nft-core", ""), kmod("nft-nat", "kmod-nft-core"), kmod("nft-offload", "kmod-nft-nat"),
+		// nf_tables as OpenWrt 24.10 packages it: the module groups of
+		// include/netfilter.mk and the DEPENDS of
+		// package/kernel/linux/modules/netfilter.mk. fib is its own
+		// package that only firewall4 pulls in; a profile that removes
+		// firewall4 must add it (internal/nftmods checks).
+		kmod("nfnetlink", ""), kmod("lib-crc32c", ""),
+		kmod("nf-conntrack", ""), kmod("nf-conntrack6", "kmod-nf-conntrack"),
+		kmod("nf-nat", "kmod-nf-conntrack"), kmod("nf-flow", "kmod-nf-conntrack"),
+		kmod("nf-reject", ""), kmod("nf-reject6", ""), kmod("nf-log", ""), kmod("nf-log6", ""),
+		kmod("nft-core", "kmod-nfnetlink, kmod-nf-reject, kmod-nf-reject6, kmod-nf-conntrack6, kmod-nf-nat, kmod-nf-log, kmod-nf-log6, kmod-lib-crc32c"),
+		kmod("nft-nat", "kmod-nft-core, kmod-nf-nat"),
+		kmod("nft-offload", "kmod-nft-core, kmod-nf-flow, kmod-nft-nat"),
+		kmod("nft-fib", "kmod-nft-core"),
 		kmod("usb-core", ""), kmod("usb2", "kmod-usb-core"), kmod("usb-ohci", "kmod-usb-core"),
 		kmod("usb-chipidea2", "kmod-usb-core"),
 		{name: "libc", version: "1.2.5-r4", section: "libs", files: []fileDef{

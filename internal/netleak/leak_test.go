@@ -132,6 +132,7 @@ func helperMain() int {
 type lab struct {
 	router, off, med, max, wan *netns
 	ruleset, initScript        string
+	dhcpHook                   string
 
 	mu       sync.Mutex
 	origDsts []string // what the TransPort saw through SO_ORIGINAL_DST
@@ -170,6 +171,7 @@ func TestLeaks(t *testing.T) {
 	t.Run("tor_off_reaches_wan_through_nat", l.torOff)
 	t.Run("router_ui_from_lan_not_wan", l.routerUI)
 	t.Run("router_own_traffic_only_tor_user", l.routerOwn)
+	t.Run("router_dhcp_port_only_to_dhcp_servers", l.routerDHCP)
 	t.Run("tor_down_fails_closed", l.torDown)
 	t.Run("init_script_loads_or_fails_closed", l.initScriptPanic)
 
@@ -231,6 +233,7 @@ func newLab(t *testing.T) *lab {
 	tree := renderTree(t)
 	l.ruleset = filepath.Join(tree, "etc", "torwrt", "firewall.nft")
 	l.initScript = filepath.Join(tree, "etc", "init.d", "torwrt-firewall")
+	l.dhcpHook = filepath.Join(tree, "etc", "udhcpc.user.d", "torwrt-dhcp-server")
 	l.startServices(t)
 	return l
 }
@@ -658,6 +661,152 @@ func (l *lab) initScriptPanic(t *testing.T) {
 		ok, out := l.helper(t, "tcp", torUID, net.JoinHostPort(wanHost, "443"))
 		if ok {
 			t.Errorf("in panic mode even Tor must not get out: %s", out)
+		}
+	})
+}
+
+// dhcpServer is the lab's DHCP server on the WAN: the router's gateway.
+const dhcpServer = "198.18.0.1"
+
+// runDHCPHook sources the rendered /etc/udhcpc.user.d hook in the router
+// namespace the way /lib/netifd/dhcp.script does: udhcpc's event is the
+// script's $1, its variables are in the environment.
+func (l *lab) runDHCPHook(t *testing.T, event, iface, serverid string) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), "ip", "netns", "exec", l.router.name, "sh", "-c", `hook=$1; shift; . "$hook"`, "sh", l.dhcpHook, event)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "interface=" + iface, "serverid=" + serverid}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("dhcp hook %s serverid=%q: %v\n%s", event, serverid, err, out)
+	}
+}
+
+func (l *lab) dhcpServerSet(t *testing.T) string {
+	out := l.router.exec(t, "nft", "list", "set", "inet", "torwrt", "dhcp_server")
+	if i := strings.Index(out, "elements = {"); i >= 0 {
+		return strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(strings.SplitN(out[i+len("elements = {"):], "}", 2)[0]), ","))
+	}
+	return ""
+}
+
+// routerDHCP: root on the router can bind UDP port 68 as well as udhcpc
+// can. What it sends from there must reach only a DHCP server: the link
+// broadcast address or the server of the current lease, never an
+// arbitrary WAN host.
+func (l *lab) routerDHCP(t *testing.T) {
+	// The WAN side only listens: an answer would make the flow
+	// established in conntrack, and later datagrams would pass as replies
+	// rather than by the rules under test.
+	got := make(chan string, 16)
+	var pc net.PacketConn
+	if err := l.wan.do(func() (err error) {
+		pc, err = net.ListenPacket("udp4", ":67")
+		return err
+	}); err != nil {
+		t.Fatalf("listen udp :67 on the WAN: %v", err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			select {
+			case got <- from.String():
+			default:
+			}
+		}
+	}()
+	drain := func() {
+		for {
+			select {
+			case <-got:
+			default:
+				return
+			}
+		}
+	}
+	// send is root's datagram from 0.0.0.0:68 on the WAN device.
+	send := func(dst string) error {
+		return l.router.do(func() error {
+			fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			defer syscall.Close(fd)
+			for _, o := range []int{syscall.SO_BROADCAST, syscall.SO_REUSEADDR} {
+				if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, o, 1); err != nil {
+					return err
+				}
+			}
+			if err := syscall.BindToDevice(fd, "wan0"); err != nil {
+				return err
+			}
+			if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: 68}); err != nil {
+				return err
+			}
+			a := net.ParseIP(dst).To4()
+			return syscall.Sendto(fd, []byte("torwrt-netleak: anything root wants out"), 0, &syscall.SockaddrInet4{Port: 67, Addr: [4]byte(a)})
+		})
+	}
+	arrives := func(dst string) bool {
+		drain()
+		err := send(dst)
+		select {
+		case from := <-got:
+			t.Logf("root 0.0.0.0:68 -> %s:67 arrived at the WAN (from %s, send error %v)", dst, from, err)
+			return true
+		case <-time.After(dropWait):
+			t.Logf("root 0.0.0.0:68 -> %s:67 never arrived (send error %v)", dst, err)
+			return false
+		}
+	}
+
+	l.expectWAN(t, "router_dhcp_port_no_lease", false, func(t *testing.T) {
+		for _, dst := range []string{wanHost, dhcpServer} {
+			if arrives(dst) {
+				t.Errorf("LEAK: root reached %s:67 from port 68 with no DHCP lease recorded", dst)
+			}
+		}
+	})
+
+	// A lease from 198.18.0.1; a hostile server id never reaches nft
+	// as anything but an address.
+	l.runDHCPHook(t, "bound", "wan0", dhcpServer)
+	l.runDHCPHook(t, "renew", "wan0", wanHost+" }; flush ruleset; add element inet torwrt dhcp_server { "+wanHost)
+	l.runDHCPHook(t, "bound", "lan-off", wanHost)
+	if got := l.dhcpServerSet(t); got != dhcpServer {
+		t.Fatalf("@dhcp_server = %q after the hook, want %s", got, dhcpServer)
+	}
+
+	l.expectWAN(t, "router_dhcp_port_to_non_dhcp_host", false, func(t *testing.T) {
+		if arrives(wanHost) {
+			t.Errorf("LEAK: root reached %s:67 from port 68; only the DHCP server %s may be", wanHost, dhcpServer)
+		}
+		// Port 68 is no pass to any other port either.
+		if ok, out := l.helper(t, "udp", 0, net.JoinHostPort(wanHost, "53")); ok {
+			t.Errorf("root reached %s:53: %s", wanHost, out)
+		}
+	})
+	l.expectWAN(t, "router_dhcp_broadcast_positive_control", true, func(t *testing.T) {
+		if !arrives("255.255.255.255") {
+			t.Error("a DHCP broadcast from port 68 did not leave on the WAN")
+		}
+	})
+	l.expectWAN(t, "router_dhcp_renewal_positive_control", true, func(t *testing.T) {
+		if !arrives(dhcpServer) {
+			t.Errorf("a renewal to the leased DHCP server %s did not leave", dhcpServer)
+		}
+	})
+
+	l.runDHCPHook(t, "deconfig", "wan0", "")
+	if got := l.dhcpServerSet(t); got != "" {
+		t.Errorf("@dhcp_server = %q after deconfig, want empty", got)
+	}
+	l.expectWAN(t, "router_dhcp_port_after_deconfig", false, func(t *testing.T) {
+		if arrives(dhcpServer) {
+			t.Errorf("root reached %s:67 after the lease ended", dhcpServer)
 		}
 	})
 }

@@ -84,8 +84,8 @@ func TestBadProfiles(t *testing.T) {
 	cases := []struct {
 		name, old, new, want string
 	}{
-		{"shell in package", "add: [tor, ucert]", "add: [tor, 'ucert;rm -rf /']", "packages.add"},
-		{"dollar in package", "add: [tor, ucert]", "add: [tor, '$(reboot)']", "packages.add"},
+		{"shell in package", "add: [tor, ucert", "add: [tor, 'ucert;rm -rf /'", "packages.add"},
+		{"dollar in package", "add: [tor, ucert", "add: [tor, '$(reboot)'", "packages.add"},
 		{"unknown key", "bridge_relay: false", "bridge_relay: false\nbridge_realy: true", "field bridge_realy not found"},
 		{"bad epoch", "source_date_epoch: 1758316778", "source_date_epoch: 0", "openwrt.source_date_epoch"},
 		{"board not supported", `supported_devices: ["glinet,gl-ar150", gl-ar150]`, "supported_devices: [gl-ar150]", "supported_devices"},
