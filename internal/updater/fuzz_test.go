@@ -81,8 +81,14 @@ func FuzzLoadState(f *testing.F) {
 			if err != nil || !bytes.Equal(kept, b) {
 				t.Fatalf("corrupt state not kept aside (%v)", err)
 			}
-			if st.Floor != 0 || st.Manifest != (manifest.State{}) || st.Pending != nil {
+			// ... replaced by a fresh state that keeps every floor the
+			// damaged file still shows: damage never lowers a floor.
+			if st.Pending != nil || st.LastResult != "" {
 				t.Fatalf("fresh state is not fresh: %+v", st)
+			}
+			if rerr == nil && (st.Floor < shown.Floor || st.Manifest.Sequence < shown.Manifest.Sequence || st.InstalledBuild < shown.InstalledBuild) {
+				t.Fatalf("a corrupt state lowered a floor: the file shows floor %d, sequence %d, build %d; loaded %d, %d, %d",
+					shown.Floor, shown.Manifest.Sequence, shown.InstalledBuild, st.Floor, st.Manifest.Sequence, st.InstalledBuild)
 			}
 			return
 		}

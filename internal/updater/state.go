@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/torwrt/torwrt/internal/manifest"
@@ -57,8 +58,11 @@ const maxStateSize = 64 << 10
 
 // LoadState reads the state at path. A missing file gives a fresh state
 // with a new seed (saved at once, so the seed is stable). A corrupt file
-// is moved aside to path+".corrupt" and replaced by a fresh state; the
-// returned note says so, for the log.
+// is moved aside to path+".corrupt" and replaced by a fresh state that
+// keeps every floor it can still read (the replay state, the rollback
+// floor, the installed build): they only ever go up, so damage — a flash
+// error, a crafted file — must not lower them. The returned note says what
+// happened, for the log.
 func LoadState(path string) (st *State, note string, err error) {
 	b, err := readLimited(path, maxStateSize)
 	switch {
@@ -74,7 +78,14 @@ func LoadState(path string) (st *State, note string, err error) {
 	st = &State{}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(st); err != nil || !validSeed(st.Seed) {
+	err = dec.Decode(st)
+	if err == nil && dec.More() {
+		err = errors.New("data after the state object")
+	}
+	if err == nil && strings.TrimSpace(string(b[dec.InputOffset():])) != "" {
+		err = errors.New("data after the state object")
+	}
+	if err != nil || !validSeed(st.Seed) {
 		why := "bad seed"
 		if err != nil {
 			why = err.Error()
@@ -82,13 +93,48 @@ func LoadState(path string) (st *State, note string, err error) {
 		if rerr := os.Rename(path, path+".corrupt"); rerr != nil {
 			return nil, "", fmt.Errorf("state %s is corrupt (%s) and cannot be moved aside: %w", path, why, rerr)
 		}
-		st, err = freshState()
+		fresh, err := freshState()
 		if err != nil {
 			return nil, "", err
 		}
-		return st, fmt.Sprintf("state %s was corrupt (%s); moved to %s.corrupt and started afresh: replay protection restarts from the next manifest", path, why, path), SaveState(path, st)
+		kept := salvage(b, fresh)
+		return fresh, fmt.Sprintf("state %s was corrupt (%s); moved to %s.corrupt and started afresh, keeping %s", path, why, path, kept), SaveState(path, fresh)
 	}
 	return st, "", nil
+}
+
+// salvage copies into st the floors it can read from a damaged state file,
+// field by field, so that one bad field does not cost the others, and says
+// what it kept.
+func salvage(b []byte, st *State) string {
+	var fields map[string]json.RawMessage
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&fields); err != nil {
+		return "nothing (unreadable): replay protection restarts from the next manifest; the running firmware's build still bounds rollback"
+	}
+	var kept []string
+	var m manifest.State
+	if json.Unmarshal(fields["manifest"], &m) == nil && m.Sequence > 0 {
+		st.Manifest = m
+		kept = append(kept, fmt.Sprintf("manifest sequence %d", m.Sequence))
+	}
+	var n uint64
+	if json.Unmarshal(fields["floor"], &n) == nil && n > 0 {
+		st.Floor = n
+		kept = append(kept, fmt.Sprintf("floor %d", n))
+	}
+	n = 0
+	if json.Unmarshal(fields["installed_build"], &n) == nil && n > 0 {
+		st.InstalledBuild = n
+		var v string
+		if json.Unmarshal(fields["installed_version"], &v) == nil {
+			st.InstalledVersion = v
+		}
+		kept = append(kept, fmt.Sprintf("installed build %d", n))
+	}
+	if len(kept) == 0 {
+		return "no floor (none readable): replay protection restarts from the next manifest"
+	}
+	return strings.Join(kept, ", ")
 }
 
 // ReadState reads the state at path without creating, repairing or
