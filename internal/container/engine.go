@@ -157,18 +157,13 @@ func (r *engineRunner) output(ctx context.Context, args ...string) ([]byte, erro
 
 // runArgs is the engine command line for spec (after the global flags).
 func (r *engineRunner) runArgs(spec RunSpec, imageID, workdir string) []string {
-	args := []string{"run", "--name", spec.Name,
+	args := []string{"run", "--rm", "--name", spec.Name,
 		"--pull", "never",
 		"--network", "none",
 		"--cap-drop", "all",
 		"--security-opt", "no-new-privileges",
 		"--ulimit", "nofile=1024:1024",
 		"--ulimit", "nproc=1024:1024",
-	}
-	if r.engine != "podman" {
-		// podman's containers are removed by Run after it has read the
-		// exit code itself (see exitCode).
-		args = append(args[:1], append([]string{"--rm"}, args[1:]...)...)
 	}
 	lim := r.limits
 	if lim == nil {
@@ -220,6 +215,12 @@ func (r *engineRunner) Run(ctx context.Context, spec RunSpec) error {
 	if err != nil {
 		return err
 	}
+	statusDir, err := os.MkdirTemp("", "torwrt-status-")
+	if err != nil {
+		return fmt.Errorf("container: run %s: %w", spec.Name, err)
+	}
+	defer os.RemoveAll(statusDir)
+	spec = withStatus(spec, statusDir)
 	restore, err := prepareMounts(spec.Mounts, user, r.opts.Logf)
 	if err != nil {
 		return fmt.Errorf("container: run %s: %w", spec.Name, err)
@@ -241,19 +242,7 @@ func (r *engineRunner) Run(ctx context.Context, spec RunSpec) error {
 	cmd.Stdout = writerOr(spec.Stdout)
 	cmd.Stderr = io.MultiWriter(writerOr(spec.Stderr), tail)
 	runErr := cmd.Run()
-	if r.engine == "podman" {
-		// podman 4.3 under load has reported status 0 for a container
-		// whose command failed (seen in CI: an ImageBuilder's `make`
-		// exited 1, `podman run --rm` exited 0). The container is kept
-		// until its recorded exit code has been read, then removed.
-		if code, ok := r.recordedExit(ctx, spec.Name); ok && code != 0 {
-			if c, isExit := exitCode(runErr); runErr == nil || (isExit && c != code) {
-				r.opts.Logf("container: podman run %s exited %v, the container recorded status %d: using %d", spec.Name, runErr, code, code)
-				runErr = &recordedExitError{code: code}
-			}
-		}
-		r.remove(ctx, spec.Name)
-	}
+	runErr = statusVerdict(runErr, statusDir, r.engine, spec.Name, r.opts.Logf)
 	if ctx.Err() != nil {
 		// The client may be gone while the container still runs: remove it.
 		r.remove(ctx, spec.Name)
@@ -267,24 +256,6 @@ func (r *engineRunner) Run(ctx context.Context, spec RunSpec) error {
 	}
 	return nil
 }
-
-// recordedExit is the exit code podman recorded for the container name.
-func (r *engineRunner) recordedExit(ctx context.Context, name string) (int, bool) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupLimit)
-	defer cancel()
-	out, err := r.output(cctx, "container", "inspect", "--format", "{{.State.ExitCode}}", name)
-	if err != nil {
-		return 0, false
-	}
-	code, err := strconv.Atoi(strings.TrimSpace(string(out)))
-	return code, err == nil
-}
-
-// recordedExitError is a non-zero exit code read from the container's
-// record rather than from the engine client.
-type recordedExitError struct{ code int }
-
-func (e *recordedExitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 // remove force-removes the container name (a no-op when it is gone), under
 // its own short timeout even though ctx is cancelled.
@@ -523,3 +494,50 @@ func lastLines(s string, n int) string {
 }
 
 var errNoFile = errors.New("not in image")
+
+// The command's own exit status is the verdict, not only the engine
+// client's: podman 4.3 under load has exited 0 for a container whose
+// command failed (seen twice in CI: an ImageBuilder's `make` exited 1,
+// `podman run` reported success). A shell wrapper writes the status into
+// a private writable mount; no status, no success.
+const (
+	statusTarget = "/.torwrt-status"
+	statusScript = `"$@"; s=$?; echo "$s" > ` + statusTarget + `/exit; exit $s`
+)
+
+// withStatus returns spec running its command under the status wrapper
+// (the image must have /bin/sh; ImageBuilder images do).
+func withStatus(spec RunSpec, dir string) RunSpec {
+	spec.Argv = append([]string{"/bin/sh", "-c", statusScript, "torwrt-run"}, spec.Argv...)
+	spec.Mounts = append(append([]Mount{}, spec.Mounts...), Mount{Source: dir, Target: statusTarget})
+	return spec
+}
+
+// statusVerdict reconciles the engine's exit with the status the command
+// wrote: a failure either side reports is a failure.
+func statusVerdict(runErr error, dir, engine, name string, logf func(string, ...any)) error {
+	b, err := os.ReadFile(filepath.Join(dir, "exit"))
+	if err != nil {
+		if runErr == nil {
+			return fmt.Errorf("container: %s run %s ended without the command reporting its exit status (killed, or the engine failed): not treated as success", engine, name)
+		}
+		return runErr
+	}
+	code, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("container: %s run %s: unreadable exit status %q", engine, name, b)
+	}
+	if code == 0 {
+		return runErr
+	}
+	if c, ok := exitCode(runErr); !ok || c != code {
+		logf("container: %s run %s: the engine reported %v, the command exited with status %d", engine, name, runErr, code)
+		return &statusExitError{code: code}
+	}
+	return runErr
+}
+
+// statusExitError is a non-zero exit status the command reported itself.
+type statusExitError struct{ code int }
+
+func (e *statusExitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }

@@ -249,9 +249,9 @@ func exitCode(err error) (int, bool) {
 	if errors.As(err, &ee) {
 		return ee.ExitCode(), true
 	}
-	var re *recordedExitError
-	if errors.As(err, &re) {
-		return re.code, true
+	var se *statusExitError
+	if errors.As(err, &se) {
+		return se.code, true
 	}
 	return 0, false
 }

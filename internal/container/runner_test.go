@@ -2,6 +2,7 @@ package container
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -73,8 +74,7 @@ func TestDockerArgv(t *testing.T) {
 	if strings.Contains(strings.Join(pargs, " "), "--memory") {
 		t.Errorf("Memory none still passes --memory: %q", pargs)
 	}
-	// podman keeps the container until Run has read its recorded exit code.
-	if pargs[0] != "run" || slices.Contains(pargs, "--rm") {
+	if pargs[0] != "run" || !slices.Contains(pargs, "--rm") {
 		t.Errorf("podman argv: %q", pargs)
 	}
 }
@@ -206,5 +206,39 @@ func TestPodmanStateDir(t *testing.T) {
 	}
 	if err := os.RemoveAll(state); err != nil {
 		t.Errorf("removing the podman state dir: %v", err)
+	}
+}
+
+// TestStatusVerdict: the command's own status decides, whatever the
+// engine client said (podman 4.3 under load has exited 0 for a failed
+// command).
+func TestStatusVerdict(t *testing.T) {
+	write := func(s string) string {
+		d := t.TempDir()
+		if s != "" {
+			os.WriteFile(filepath.Join(d, "exit"), []byte(s), 0o644)
+		}
+		return d
+	}
+	logf := func(string, ...any) {}
+	if err := statusVerdict(nil, write("0\n"), "podman", "x", logf); err != nil {
+		t.Errorf("status 0, engine 0: %v", err)
+	}
+	err := statusVerdict(nil, write("1\n"), "podman", "x", logf)
+	if code, ok := exitCode(err); !ok || code != 1 {
+		t.Errorf("status 1, engine 0: %v (code %d)", err, code)
+	}
+	if err := statusVerdict(nil, write(""), "podman", "x", logf); err == nil || !strings.Contains(err.Error(), "without the command reporting its exit status") {
+		t.Errorf("no status, engine 0: %v", err)
+	}
+	engineFailed := errors.New("engine failed")
+	if err := statusVerdict(engineFailed, write(""), "podman", "x", logf); err != engineFailed {
+		t.Errorf("no status, engine failed: %v", err)
+	}
+	if err := statusVerdict(engineFailed, write("0\n"), "podman", "x", logf); err != engineFailed {
+		t.Errorf("status 0, engine failed: %v", err)
+	}
+	if err := statusVerdict(nil, write("garbage"), "podman", "x", logf); err == nil {
+		t.Error("garbage status accepted")
 	}
 }
