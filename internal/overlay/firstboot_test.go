@@ -16,16 +16,22 @@ import (
 // calls (uci, passwd, logger, dropbearkey, /etc/rc.common) are stand-ins
 // that record their arguments. The script itself runs unchanged.
 func TestFirstBoot(t *testing.T) {
-	in := testInput(t, "gl-ar150")
+	// A bridge relay needs a board with more than 64 MB of RAM.
+	in := testInput(t, "gl-mt300a")
 	in.BridgeRelay = true
 	in.TorMaxMemMB = 64
 	tree, _ := renderTo(t, in)
 	root := filepath.Join(t.TempDir(), "root")
 	copyTree(t, tree, root)
 	copyTree(t, filepath.Join(tree, "etc"), filepath.Join(root, "rom", "etc"))
+	// The tor package's own /etc/config/tor, as the image has it.
+	writeAt(t, root, "rom/etc/config/tor", "config tor 'conf'\n\toption default '/etc/tor/torrc'\n\toption generated '/tmp/torrc'\n")
 	// What sysupgrade would have kept from an older firmware.
 	writeAt(t, root, "etc/config/network", "config interface 'lan'\n\toption proto 'static'\n")
 	writeAt(t, root, "etc/tor/torrc", "SocksPort 0.0.0.0:9050\n")
+	// /etc/config/tor can add files to Tor's configuration: an old one
+	// must not survive into the new image's policy.
+	writeAt(t, root, "etc/config/tor", "config tor 'conf'\n\toption default '/etc/tor/torrc'\n\tlist tail_include '/etc/tor/old-vendor-extra'\n")
 	writeAt(t, root, "etc/dropbear/authorized_keys", "ssh-ed25519 AAAA old-vendor-key\n")
 
 	fakes := map[string]string{
@@ -137,6 +143,25 @@ func TestFirstBoot(t *testing.T) {
 		}
 		if !strings.Contains(read("log/uci"), "wireless.wifi_tor_max.key="+secrets["WIFI_KEY_TOR_MAX"]+"\n") {
 			t.Error("Wi-Fi keys not re-applied after the config was restored from /rom")
+		}
+	})
+
+	// The last network's passphrase is checked before the first network
+	// is enabled: a malformed one leaves every access point off.
+	t.Run("last_key_bad_keeps_all_wifi_off", func(t *testing.T) {
+		good := read("etc/torwrt/device-secrets")
+		defer writeAt(t, root, "etc/torwrt/device-secrets", good)
+		bad := strings.Replace(good, "WIFI_KEY_TOR_MAX="+secrets["WIFI_KEY_TOR_MAX"], "WIFI_KEY_TOR_MAX=short", 1)
+		writeAt(t, root, "etc/torwrt/device-secrets", bad)
+		out, err := boot(t)
+		if err == nil {
+			t.Fatalf("boot with a malformed tor_max secret succeeded:\n%s", out)
+		}
+		if uciLog := read("log/uci"); strings.Contains(uciLog, "disabled=0") || strings.Contains(uciLog, ".key=") {
+			t.Errorf("Wi-Fi touched although the tor_max passphrase is malformed:\n%s", uciLog)
+		}
+		if !strings.Contains(read("log/logger"), "WIFI_KEY_TOR_MAX missing or malformed") {
+			t.Errorf("no log line about the malformed secret: %q", read("log/logger"))
 		}
 	})
 

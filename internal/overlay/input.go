@@ -215,7 +215,14 @@ type device struct {
 	sw                 Switch
 	radio              Radio
 	torMaxMemMB        int
+	// ramMB is the board's RAM. Tor's cell queues may take at most half
+	// of it, and a bridge relay needs more than minBridgeRAMMB.
+	ramMB int
 }
+
+// minBridgeRAMMB: Tor raises MaxMemInQueues to 64 MB on any relay, so a
+// board with 64 MB of RAM or less (the GL-AR150) cannot run a bridge.
+const minBridgeRAMMB = 64
 
 // devices are the boards torwrt knows (docs/networks.md, "Ports"). On the
 // GL-AR150, OpenWrt's ath79 names the port marked LAN eth0 and the WAN
@@ -227,6 +234,7 @@ var devices = map[string]device{
 		wan: "eth1", torMaxPorts: []string{"eth0"},
 		radio:       Radio{Path: "platform/ahb/18100000.wmac", Band: "2g", Channel: "1", HTMode: "HT20"},
 		torMaxMemMB: 24,
+		ramMB:       64,
 	},
 	"gl-mt300a": {
 		board: "glinet,gl-mt300a", target: "ramips/mt7620",
@@ -237,6 +245,7 @@ var devices = map[string]device{
 		}},
 		radio:       Radio{Path: "platform/10180000.wmac", Band: "2g", Channel: "1", HTMode: "HT20"},
 		torMaxMemMB: 64,
+		ramMB:       128,
 	},
 }
 
@@ -405,12 +414,21 @@ func (in Input) Validate() error {
 	v.radio(in.Radio)
 	v.intRange("tor_uid", in.TorUID, 1, 65533)
 	v.intRange("tor_max_mem_mb", in.TorMaxMemMB, 8, 4096)
+	// The board's RAM bounds Tor's queues; a profile Defaults does not
+	// know has no RAM figure, so it cannot run a bridge.
+	d, known := devices[in.Profile]
+	if known && in.TorMaxMemMB > d.ramMB/2 {
+		v.addf("tor_max_mem_mb", in.TorMaxMemMB, "must be at most %d: the %s has %d MB of RAM, and Tor's queues may take at most half of it", d.ramMB/2, in.Profile, d.ramMB)
+	}
 	if in.BridgeRelay {
 		v.bridge(in.Bridge)
 		// Tor raises MaxMemInQueues to 64 MB on any relay; say so here
 		// instead of letting the router find out.
-		if in.TorMaxMemMB < 64 {
-			v.addf("tor_max_mem_mb", in.TorMaxMemMB, "must be at least 64 with bridge_relay: Tor enforces 64 MB for relays, so a board with 64 MB of RAM cannot run a bridge safely")
+		switch {
+		case !known || d.ramMB <= minBridgeRAMMB:
+			v.addf("bridge_relay", in.BridgeRelay, "needs a board with more than %d MB of RAM: Tor takes 64 MB for a relay's queues alone (profile %s)", minBridgeRAMMB, in.Profile)
+		case in.TorMaxMemMB < 64:
+			v.addf("tor_max_mem_mb", in.TorMaxMemMB, "must be at least 64 with bridge_relay: Tor enforces 64 MB for relays")
 		}
 	}
 	for i, k := range in.SSHAuthorizedKeys {

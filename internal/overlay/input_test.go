@@ -96,8 +96,18 @@ func TestValidate(t *testing.T) {
 		{"bridge orport", func(in *Input) { in.BridgeRelay = true; in.Bridge.ORPort = 9050 }, `input.bridge.orport 9050: is used by the router itself`},
 		{"bridge rate", func(in *Input) { in.BridgeRelay = true; in.Bridge.RateKBytes = 10 }, `input.bridge.rate_kbytes 10: must be between 75 and 1000000`},
 		{"bridge burst", func(in *Input) { in.BridgeRelay = true; in.Bridge.BurstKBytes = 100 }, `input.bridge.burst_kbytes 100: must be between rate_kbytes (128) and 1000000`},
-		{"bridge memory", func(in *Input) { in.BridgeRelay = true }, `input.tor_max_mem_mb 24: must be at least 64 with bridge_relay`},
-		{"bridge contact", func(in *Input) { in.BridgeRelay = true; in.TorMaxMemMB = 64; in.Bridge.ContactInfo = "me\nExitRelay 1" }, `input.bridge.contact_info "me\nExitRelay 1": must match`},
+		{"bridge memory", func(in *Input) { in.Profile = "gl-mt300a"; in.BridgeRelay = true }, `input.tor_max_mem_mb 24: must be at least 64 with bridge_relay`},
+		// The GL-AR150 has 64 MB of RAM: no bridge, whatever tor_max_mem_mb says.
+		{"bridge on 64 MB board", func(in *Input) { in.BridgeRelay = true; in.TorMaxMemMB = 64 }, `input.bridge_relay true: needs a board with more than 64 MB of RAM`},
+		{"bridge on 64 MB board, small queues", func(in *Input) { in.BridgeRelay = true }, `input.bridge_relay true: needs a board with more than 64 MB of RAM`},
+		{"queues above half the RAM", func(in *Input) { in.TorMaxMemMB = 64 }, `input.tor_max_mem_mb 64: must be at most 32: the gl-ar150 has 64 MB of RAM`},
+		{"bridge on unknown board", func(in *Input) { in.Profile = "my-board"; in.BridgeRelay = true; in.TorMaxMemMB = 64 }, `input.bridge_relay true: needs a board with more than 64 MB of RAM`},
+		{"bridge contact", func(in *Input) {
+			in.Profile = "gl-mt300a"
+			in.BridgeRelay = true
+			in.TorMaxMemMB = 64
+			in.Bridge.ContactInfo = "me\nExitRelay 1"
+		}, `input.bridge.contact_info "me\nExitRelay 1": must match`},
 		{"ssh options", func(in *Input) { in.SSHAuthorizedKeys = []string{`command="sh" ` + testSSHKey} }, `input.ssh_authorized_keys[0]`},
 		{"ssh wrong type", func(in *Input) {
 			in.SSHAuthorizedKeys = []string{strings.Replace(testSSHKey, "ssh-ed25519", "ssh-rsa", 1)}

@@ -452,6 +452,24 @@ func TestRouterConfContract(t *testing.T) {
 					t.Errorf("keep.d does not list %s", p)
 				}
 			}
+			// Policy never survives sysupgrade: keep.d lists no
+			// configuration of the image's, in particular nothing of
+			// Tor's but its bridge keys.
+			for _, p := range keep {
+				p = strings.TrimSpace(p)
+				if p == "" || strings.HasPrefix(p, "#") {
+					continue
+				}
+				if slices.Contains(restoreFiles, p) || strings.HasPrefix(p, "/etc/config/") ||
+					(strings.HasPrefix(p, "/etc/tor/") && p != "/etc/tor/keys/") {
+					t.Errorf("keep.d keeps policy across upgrades: %s", p)
+				}
+			}
+			for _, p := range []string{"/etc/config/tor", "/etc/tor/torrc"} {
+				if !slices.Contains(restoreFiles, p) {
+					t.Errorf("the first-boot script does not restore %s from /rom", p)
+				}
+			}
 			if path.Dir(c.State) != routerconf.StateDir {
 				t.Errorf("state %s outside %s", c.State, routerconf.StateDir)
 			}

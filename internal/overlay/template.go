@@ -78,6 +78,9 @@ var restoreFiles = []string{
 	"/etc/config/firewall",
 	"/etc/config/network",
 	"/etc/config/system",
+	// The tor package's UCI file names the torrc and can include more
+	// files into it (head_include, tail_include): policy, not state.
+	"/etc/config/tor",
 	"/etc/config/wireless",
 	"/etc/dropbear/authorized_keys",
 	"/etc/tor/torrc",
