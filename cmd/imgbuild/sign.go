@@ -3,14 +3,18 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
 type signOptions struct {
-	key string
-	out string
+	key               string
+	out               string
+	buildKeyHours     int
+	buildKeyNotBefore string
 	outputOptions
 }
 
@@ -19,6 +23,8 @@ func runSign(ctx context.Context, e env, args []string) error {
 	fs := newFlags(e, "sign", "IMAGE", "Replace any signature chunk of IMAGE with a ucert-wrapped usign signature by\nthe release key, and write the detached signature IMAGE.sig (signify/usign format).")
 	fs.StringVar(&o.key, "key", "", "usign secret key file (mode 0600) (required)")
 	fs.StringVar(&o.out, "o", "", "write the signed image here instead of replacing IMAGE")
+	fs.IntVar(&o.buildKeyHours, "build-key-hours", 0, "sign with a build key that the release key certifies for this many hours (a 2-element ucert chain, as OpenWrt's build makes); 0 = the release key signs directly")
+	fs.StringVar(&o.buildKeyNotBefore, "build-key-not-before", "", "start of the build key's validity, unix seconds or RFC 3339 (default: now); set it to make the signature chunk reproducible")
 	o.addFlags(fs)
 	rest, err := parseFlags(fs, args)
 	if err != nil {
@@ -26,6 +32,10 @@ func runSign(ctx context.Context, e env, args []string) error {
 	}
 	if o.key == "" || len(rest) != 1 {
 		return usagef("want --key KEY.sec and one IMAGE")
+	}
+	bk, err := o.buildKeyOptions()
+	if err != nil {
+		return err
 	}
 	in := rest[0]
 	if o.out == "" {
@@ -35,7 +45,12 @@ func runSign(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := imagesig.SignFile(in, o.out, imagesig.KeySigner{Key: k})
+	var res *imagesig.FileResult
+	if o.buildKeyHours == 0 {
+		res, err = imagesig.SignFile(in, o.out, imagesig.KeySigner{Key: k})
+	} else {
+		res, err = imagesig.SignFileWithBuildKey(in, o.out, imagesig.KeySigner{Key: k}, bk)
+	}
 	if err != nil {
 		return err
 	}
@@ -43,5 +58,34 @@ func runSign(ctx context.Context, e env, args []string) error {
 		return writeJSON(e.stdout, res)
 	}
 	fmt.Fprintf(e.stdout, "signed %s with key %s\ndetached signature %s\nsha256 %s\n", res.Image, res.Key, res.Detached, res.SHA256)
+	if res.BuildKey != "" {
+		fmt.Fprintf(e.stdout, "build key %s certified until %s\n", res.BuildKey, time.Unix(res.ExpiresAt, 0).UTC().Format(time.RFC3339))
+	}
 	return nil
+}
+
+// buildKeyOptions turns the --build-key-* flags into options. The clock is
+// read only here, at the edge, and only when --build-key-not-before is
+// not given.
+func (o *signOptions) buildKeyOptions() (imagesig.BuildKeyOptions, error) {
+	if o.buildKeyHours < 0 || time.Duration(o.buildKeyHours)*time.Hour > imagesig.MaxBuildKeyLifetime {
+		return imagesig.BuildKeyOptions{}, usagef("--build-key-hours %d: want 1 to %d", o.buildKeyHours, int(imagesig.MaxBuildKeyLifetime/time.Hour))
+	}
+	if o.buildKeyHours == 0 {
+		if o.buildKeyNotBefore != "" {
+			return imagesig.BuildKeyOptions{}, usagef("--build-key-not-before needs --build-key-hours")
+		}
+		return imagesig.BuildKeyOptions{}, nil
+	}
+	nb := time.Now().Truncate(time.Second)
+	if v := o.buildKeyNotBefore; v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+			nb = time.Unix(n, 0)
+		} else if t, err := time.Parse(time.RFC3339, v); err == nil && t.Unix() >= 0 {
+			nb = t
+		} else {
+			return imagesig.BuildKeyOptions{}, usagef("--build-key-not-before %q: want unix seconds or RFC 3339, e.g. 2025-01-02T15:04:05Z", v)
+		}
+	}
+	return imagesig.BuildKeyOptions{NotBefore: nb, Lifetime: time.Duration(o.buildKeyHours) * time.Hour}, nil
 }

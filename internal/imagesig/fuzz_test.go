@@ -5,11 +5,15 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"testing"
+	"time"
 
 	"github.com/torwrt/torwrt/internal/fwimage"
 	"github.com/torwrt/torwrt/internal/ucert"
 	"github.com/torwrt/torwrt/internal/usign"
 )
+
+// fuzzNow is the clock FuzzVerify verifies at.
+var fuzzNow = time.Unix(1_800_000_000, 0)
 
 // FuzzVerify: whatever the bytes, Verify never panics, and it accepts an
 // image only if an independent check agrees: the file ends in a type-0
@@ -25,13 +29,18 @@ func FuzzVerify(f *testing.F) {
 	f.Add(good, "glinet,gl-ar150")
 	f.Add(good, "other")
 	f.Add(unsignedImage(64), "")
+	chained, err := SignWithBuildKey(bytes.NewReader(unsignedImage(64)), int64(len(unsignedImage(64))), KeySigner{Key: k}, BuildKeyOptions{NotBefore: fuzzNow.Add(-time.Hour), Lifetime: 2 * time.Hour})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(appendChunk(unsignedImage(64), fwimage.TypeSignature, chained.Chunk), "")
 	for _, tc := range badImages(f) {
 		if len(tc.img) < 40000 {
 			f.Add(tc.img, tc.opt.Board)
 		}
 	}
 	f.Fuzz(func(t *testing.T, img []byte, board string) {
-		res, err := verifyBytes(img, kr, Options{Board: board})
+		res, err := verifyBytes(img, kr, Options{Board: board, Now: fuzzNow})
 		if err != nil {
 			if res != nil {
 				t.Fatal("result returned with an error")
@@ -49,17 +58,35 @@ func FuzzVerify(f *testing.F) {
 		}
 		start := n - size
 		chain, err := ucert.Decode(img[start : n-16])
-		if err != nil || len(chain) != 1 {
-			t.Fatalf("accepted a signature chunk that is not one ucert element: %v", err)
+		if err != nil || len(chain) < 1 || len(chain) > 2 {
+			t.Fatalf("accepted a signature chunk that is not one or two ucert elements: %v", err)
 		}
-		sig, err := usign.ParseSignature(chain[0].Signature)
+		signer, signerPub := k.Fingerprint, pub
+		if len(chain) == 2 {
+			// The certificate must be by the trusted key, valid now, and
+			// name the key that signed the image.
+			csig, err := usign.ParseSignature(chain[0].Signature)
+			if err != nil || csig.Fingerprint != k.Fingerprint || !ed25519.Verify(pub, chain[0].Payload, csig.Sig[:]) {
+				t.Fatal("accepted a certificate that crypto/ed25519 rejects")
+			}
+			cert, err := ucert.ParseCertificate(chain[0].Payload)
+			if err != nil || cert.Type != 1 || fuzzNow.Unix() < cert.ValidFrom || fuzzNow.Unix() >= cert.ExpiresAt {
+				t.Fatalf("accepted certificate %+v (%v)", cert, err)
+			}
+			ck, err := usign.ParsePublicKey(cert.PublicKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			signer, signerPub = ck.Fingerprint, ck.Key
+		}
+		sig, err := usign.ParseSignature(chain[len(chain)-1].Signature)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if sig.Fingerprint != k.Fingerprint || !ed25519.Verify(pub, img[:start], sig.Sig[:]) {
+		if sig.Fingerprint != signer || !ed25519.Verify(signerPub, img[:start], sig.Sig[:]) {
 			t.Fatal("accepted a signature that crypto/ed25519 rejects")
 		}
-		if res.Key != k.Fingerprint.String() || res.Metadata == nil {
+		if res.Key != signer.String() || res.Metadata == nil {
 			t.Fatalf("result %+v", res)
 		}
 		if board != "" && !res.Metadata.Supports(board) {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/torwrt/torwrt/internal/fwimage"
 	"github.com/torwrt/torwrt/internal/ucert"
@@ -31,17 +32,28 @@ var (
 
 // Result describes a verified image.
 type Result struct {
-	Layout         *fwimage.Image    `json:"layout"`
-	Metadata       *fwimage.Metadata `json:"metadata"`
-	Key            string            `json:"key"` // fingerprint of the key that signed it
-	SHA256         string            `json:"sha256"`
-	SHA256Unsigned string            `json:"sha256_unsigned"`
+	Layout   *fwimage.Image    `json:"layout"`
+	Metadata *fwimage.Metadata `json:"metadata"`
+	Key      string            `json:"key"` // fingerprint of the key that signed it
+	// For a certificate chain: the trusted key that certified Key, and
+	// the certificate's validity window (unix seconds).
+	Issuer         string `json:"issuer,omitempty"`
+	ValidFrom      int64  `json:"valid_from,omitempty"`
+	ExpiresAt      int64  `json:"expires_at,omitempty"`
+	SHA256         string `json:"sha256"`
+	SHA256Unsigned string `json:"sha256_unsigned"`
 }
 
 // Options narrow what Verify accepts.
 type Options struct {
 	// Board, when set, must appear in the metadata's supported devices.
 	Board string
+	// Now is the time a delegation certificate's validity window is
+	// checked against. Zero means the system clock at the time of the
+	// call: on a router with a wrong clock (no RTC and no NTP yet) a
+	// chained image is refused as not yet valid or expired; images
+	// signed directly by a trusted key do not depend on the clock.
+	Now time.Time
 }
 
 // Verify checks the image r of the given size against the trusted keys.
@@ -61,16 +73,21 @@ func Verify(r io.ReaderAt, size int64, keys *usign.Keyring, opt Options) (*Resul
 	if fwimage.IsFakeCertificate(data) {
 		return nil, fmt.Errorf("%w: signature chunk is the %q placeholder", ErrUnsigned, fwimage.FakeCertificate)
 	}
-	sig, err := signatureFromChunk(data)
+	now := opt.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	chain, err := verifyChunkChain(data, keys, now)
 	if err != nil {
 		return nil, err
 	}
+	sig := chain.Signature
 	// The signed bytes are read once: the same pass hashes them for
 	// sha256_unsigned and starts the whole file's sha256, which on a MIPS
 	// router is worth not reading a 16 MiB image twice more.
 	unsigned, whole := sha256.New(), sha256.New()
 	signed := io.TeeReader(io.NewSectionReader(r, 0, sigChunk.Offset), io.MultiWriter(unsigned, whole))
-	if _, err := keys.VerifyReader(signed, sig); err != nil {
+	if err := chain.Key.VerifyReader(signed, sig); err != nil {
 		return nil, err
 	}
 	// The signature covered the metadata, so from here on it is trusted
@@ -91,6 +108,10 @@ func Verify(r io.ReaderAt, size int64, keys *usign.Keyring, opt Options) (*Resul
 		return nil, fmt.Errorf("%w: board %q, image supports %v", ErrWrongBoard, opt.Board, meta.SupportedDevices)
 	}
 	res := &Result{Layout: layout, Metadata: meta, Key: sig.Fingerprint.String()}
+	if chain.Issuer != nil {
+		res.Issuer = chain.Issuer.Fingerprint.String()
+		res.ValidFrom, res.ExpiresAt = chain.Certificate.ValidFrom, chain.Certificate.ExpiresAt
+	}
 	if _, err := io.Copy(whole, io.NewSectionReader(r, sigChunk.Offset, size-sigChunk.Offset)); err != nil {
 		return nil, fmt.Errorf("reading the signature chunk: %w", err)
 	}
@@ -106,18 +127,20 @@ func lastChunkIs(img *fwimage.Image, t fwimage.Type) (fwimage.Chunk, bool) {
 	return fwimage.Chunk{}, false
 }
 
-func signatureFromChunk(data []byte) (*usign.Signature, error) {
-	sig, n, err := ChunkSignature(data)
+// verifyChunkChain decodes the signature chunk and checks its chain: a
+// bare signature by a trusted key, or a delegation certificate by a
+// trusted key followed by a signature by the key it certifies. The final
+// signature over the image is left to the caller.
+func verifyChunkChain(data []byte, keys *usign.Keyring, now time.Time) (*ucert.Verified, error) {
+	chain, err := ucert.Decode(data)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("signature chunk: %w", err)
 	}
-	if n != 1 {
-		// Delegation chains (release key certifies a build key) are
-		// refused until they are verified link by link; accepting the
-		// last link alone would trust a key nobody certified.
-		return nil, fmt.Errorf("signature chunk: %w: certificate chains of %d elements are not accepted", ucert.ErrMalformed, n)
+	v, err := ucert.VerifyChain(chain, keys, now)
+	if err != nil {
+		return nil, fmt.Errorf("signature chunk: %w", err)
 	}
-	return sig, nil
+	return v, nil
 }
 
 // ChunkSignature decodes a signature chunk's ucert blob and returns the
@@ -154,6 +177,10 @@ type Signed struct {
 	// SignedLen is how many bytes of the input the signature covers: any
 	// existing signature chunk is excluded.
 	SignedLen int64
+	// BuildKey and ExpiresAt are set by SignWithBuildKey: the certified
+	// key's fingerprint and the certificate's expiry (unix seconds).
+	BuildKey  string
+	ExpiresAt int64
 }
 
 // Sign signs the image r (size bytes) with s. An existing signature chunk
@@ -162,6 +189,24 @@ type Signed struct {
 // the whole message, so the signed range is read into memory; this runs on
 // the build host, never on the router.
 func Sign(r io.ReaderAt, size int64, s Signer) (*Signed, error) {
+	msg, err := readSigned(r, size)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := s.SignMessage(msg)
+	if err != nil {
+		return nil, err
+	}
+	chunk, err := ucert.EncodeSignature(sig.Marshal())
+	if err != nil {
+		return nil, err
+	}
+	return &Signed{Chunk: chunk, Signature: sig, SignedLen: int64(len(msg))}, nil
+}
+
+// readSigned reads what a signature chunk covers: the image up to any
+// existing signature chunk, which must have a metadata chunk.
+func readSigned(r io.ReaderAt, size int64) ([]byte, error) {
 	layout, err := fwimage.Parse(r, size)
 	if err != nil {
 		return nil, err
@@ -176,15 +221,7 @@ func Sign(r io.ReaderAt, size int64, s Signer) (*Signed, error) {
 	if n, err := r.ReadAt(msg, 0); int64(n) != end || (err != nil && !errors.Is(err, io.EOF)) {
 		return nil, fmt.Errorf("reading image: read %d of %d bytes: %v", n, end, err)
 	}
-	sig, err := s.SignMessage(msg)
-	if err != nil {
-		return nil, err
-	}
-	chunk, err := ucert.EncodeSignature(sig.Marshal())
-	if err != nil {
-		return nil, err
-	}
-	return &Signed{Chunk: chunk, Signature: sig, SignedLen: end}, nil
+	return msg, nil
 }
 
 // KeySigner signs with a usign secret key held in memory.

@@ -206,7 +206,7 @@ func badImages(t testing.TB) []struct {
 		{"metadata over 30 KiB", appendChunk(bigMeta, fwimage.TypeSignature, sigChunk(t, bigMetaSig)), Options{}, fwimage.ErrTooLarge, "limit 30720"},
 		{"signed without metadata", appendChunk(noMeta, fwimage.TypeSignature, sigChunk(t, noMetaSig)), Options{}, ErrNoMetadata, "no fwtool metadata"},
 		{"signature chunk not ucert", appendChunk(unsigned, fwimage.TypeSignature, mustChunkSig(t, good)), Options{}, ucert.ErrMalformed, "signature chunk"},
-		{"certificate chain", appendChunk(unsigned, fwimage.TypeSignature, twoChain), Options{}, ucert.ErrMalformed, "chains of 2"},
+		{"certificate chain with a garbage certificate", appendChunk(unsigned, fwimage.TypeSignature, twoChain), Options{}, usign.ErrMalformed, "certificate signature"},
 		{"metadata after signature", appendChunk(good, fwimage.TypeMetadata, fwimage.MetadataChunk([]byte(glAR150JSON))), Options{}, ErrUnsigned, "no signature chunk at the end"},
 		{"wrong board", good, Options{Board: "glinet,gl-mt300n-v2"}, ErrWrongBoard, `board "glinet,gl-mt300n-v2"`},
 	}

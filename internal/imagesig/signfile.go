@@ -18,6 +18,10 @@ type FileResult struct {
 	Key       string `json:"key"`
 	SHA256    string `json:"sha256"`
 	SignedLen int64  `json:"signed_len"`
+	// BuildKey and ExpiresAt are set when the chunk is a delegation
+	// chain (SignFileWithBuildKey).
+	BuildKey  string `json:"build_key,omitempty"`
+	ExpiresAt int64  `json:"build_key_expires_at,omitempty"`
 }
 
 // SignFile signs the image at in and writes the signed image to out (which
@@ -30,6 +34,17 @@ type FileResult struct {
 // written to temporary files and renamed into place only when complete:
 // a failure leaves the previous files untouched.
 func SignFile(in, out string, s Signer) (*FileResult, error) {
+	return signFile(in, out, s, func(r io.ReaderAt, size int64) (*Signed, error) { return Sign(r, size, s) })
+}
+
+// SignFileWithBuildKey is SignFile with a delegation chain in the signature
+// chunk (see SignWithBuildKey). The detached signature is still the
+// release key's, over the final file.
+func SignFileWithBuildKey(in, out string, s Signer, opt BuildKeyOptions) (*FileResult, error) {
+	return signFile(in, out, s, func(r io.ReaderAt, size int64) (*Signed, error) { return SignWithBuildKey(r, size, s, opt) })
+}
+
+func signFile(in, out string, s Signer, sign func(io.ReaderAt, int64) (*Signed, error)) (*FileResult, error) {
 	src, err := os.Open(in)
 	if err != nil {
 		return nil, err
@@ -39,7 +54,7 @@ func SignFile(in, out string, s Signer) (*FileResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	signed, err := Sign(src, fi.Size(), s)
+	signed, err := sign(src, fi.Size())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", in, err)
 	}
@@ -61,6 +76,7 @@ func SignFile(in, out string, s Signer) (*FileResult, error) {
 	return &FileResult{
 		Image: out, Detached: out + ".sig", Key: detached.Fingerprint.String(),
 		SHA256: fmt.Sprintf("%x", sum), SignedLen: signed.SignedLen,
+		BuildKey: signed.BuildKey, ExpiresAt: signed.ExpiresAt,
 	}, nil
 }
 

@@ -2,10 +2,13 @@ package ucert
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/torwrt/torwrt/internal/usign"
 )
 
 // A 151-byte usign signature file (the fixed vector of internal/usign,
@@ -160,7 +163,15 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte("# fake certificate"))
 	f.Add(cat(be32(8), be32(4)))
+	// Chains: the stock vector, one of ours, and its truncations.
+	f.Add(readVector(f, "chain.ucert"))
+	fuzzKey := chainKey(f, 1)
+	ours := fuzzChain(f, fuzzKey)
+	f.Add(ours)
+	f.Add(ours[:len(ours)/2])
+	trusted := ring(f, pubOf(f, readVector(f, "release.pub")), fuzzKey.Public())
 	f.Fuzz(func(t *testing.T, data []byte) {
+		checkChain(t, data, trusted)
 		chain, err := Decode(data)
 		if err != nil {
 			if chain != nil {
@@ -205,6 +216,79 @@ func FuzzDecode(f *testing.F) {
 			t.Fatal("SigningSignature is not the last element's")
 		}
 	})
+}
+
+// fuzzChain is a valid chain: a certificate by root for a build key at
+// stockNow, and the build key's signature over "message".
+func fuzzChain(t testing.TB, root *usign.SecretKey) []byte {
+	build := chainKey(t, 2)
+	cert, err := Issue(&Certificate{Type: CertTypeAuth, ValidFrom: stockNow.Unix() - 1, ExpiresAt: stockNow.Unix() + 1, PublicKey: build.Public().Marshal()}, root.Sign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, _ := build.Sign([]byte("message"))
+	b, err := Encode(cert, Element{Signature: sig.Marshal()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// checkChain: VerifyChain and ParseCertificate never panic; a chain that
+// VerifyChain accepts has at most MaxChain elements, a certificate that
+// crypto/ed25519 verifies with a trusted key, a delegation valid at
+// stockNow, and a final signature naming the certified key; a payload that
+// parses re-encodes to the same bytes.
+func checkChain(t *testing.T, data []byte, trusted *usign.Keyring) {
+	chain, err := Decode(data)
+	if err != nil {
+		return
+	}
+	for _, e := range chain {
+		if e.Payload == nil {
+			continue
+		}
+		if c, err := ParseCertificate(e.Payload); err == nil {
+			if b, err := c.Marshal(); err != nil || !bytes.Equal(b, e.Payload) {
+				t.Fatalf("certificate payload does not round-trip: %v", err)
+			}
+		}
+	}
+	v, err := VerifyChain(chain, trusted, stockNow)
+	if err != nil {
+		if v != nil {
+			t.Fatal("result returned with an error")
+		}
+		return
+	}
+	if len(chain) > MaxChain {
+		t.Fatalf("accepted %d elements", len(chain))
+	}
+	sig, err := usign.ParseSignature(chain[len(chain)-1].Signature)
+	if err != nil || sig.Fingerprint != v.Key.Fingerprint {
+		t.Fatal("accepted a final signature not by the returned key")
+	}
+	if len(chain) == 1 {
+		if k, ok := trusted.Lookup(sig.Fingerprint); !ok || !k.Key.Equal(v.Key.Key) {
+			t.Fatal("accepted a bare signature by an untrusted key")
+		}
+		return
+	}
+	csig, err := usign.ParseSignature(chain[0].Signature)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, ok := trusted.Lookup(csig.Fingerprint)
+	if !ok || !ed25519.Verify(k.Key, chain[0].Payload, csig.Sig[:]) {
+		t.Fatal("accepted a certificate that crypto/ed25519 rejects")
+	}
+	c := v.Certificate
+	if c.Type != CertTypeAuth || stockNow.Unix() < c.ValidFrom || stockNow.Unix() >= c.ExpiresAt {
+		t.Fatalf("accepted certificate %+v at %d", c, stockNow.Unix())
+	}
+	if ck, err := usign.ParsePublicKey(c.PublicKey); err != nil || !ck.Key.Equal(v.Key.Key) {
+		t.Fatal("returned key is not the certified one")
+	}
 }
 
 // canonicalOrder reports whether every element of a well-formed blob lists
