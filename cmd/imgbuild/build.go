@@ -199,6 +199,7 @@ type buildOptions struct {
 	cacheOptions
 	signerOptions
 	outputOptions
+	buildKeyFlags
 	out         string
 	engine      string
 	simulated   bool
@@ -220,6 +221,7 @@ func runBuild(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&o.version, "firmware-version", "0.1.0", "firmware version stamped into the daemon and output names")
 	fs.Uint64Var(&o.buildNumber, "build", 1, "monotonic build number of this release (routers install only higher builds)")
 	fs.Var(&o.packageDirs, "package-dir", "directory of package files to use before downloading (repeatable)")
+	o.buildKeyFlags.addFlags(fs)
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -234,6 +236,14 @@ func runBuild(ctx context.Context, e env, args []string) error {
 	b, err := brand.Load(filepath.Join(o.root, "brands"), o.brand)
 	if err != nil {
 		return err
+	}
+	bk, err := o.buildKeyOptions()
+	if err != nil {
+		return err
+	}
+	var buildKey *imagesig.BuildKeyOptions
+	if o.buildKeyHours > 0 {
+		buildKey = &bk
 	}
 	imageSigner, err := o.signer(ctx, e)
 	if err != nil {
@@ -271,7 +281,7 @@ func runBuild(ctx context.Context, e env, args []string) error {
 		rep, err := build.Run(ctx, build.Options{
 			Root: o.root, Profile: p, Lock: l, Brand: b, OutDir: o.out, CacheDir: cacheDir,
 			WorkDir: o.workDir, KeepWork: o.keepWork, Engine: o.engine, Signer: imageSigner,
-			ReleaseKeys: keys, PackageSources: pkgDirs, Simulated: o.simulated,
+			ReleaseKeys: keys, BuildKey: buildKey, PackageSources: pkgDirs, Simulated: o.simulated,
 			InsecureRegistry: o.simulated, Version: o.version, Build: o.buildNumber, Progress: e.stderr,
 			Invocation: redactedInvocation(args), BuilderID: e.getenv("TORWRT_BUILDER_ID"),
 			SourceRepo: "https://github.com/torwrt/torwrt", SourceCommit: sourceCommit(ctx, o.root),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"strconv"
 	"time"
@@ -11,11 +12,22 @@ import (
 )
 
 type signOptions struct {
-	key               string
-	out               string
+	key string
+	out string
+	buildKeyFlags
+	outputOptions
+}
+
+// buildKeyFlags choose signing with a short-lived build key certified by
+// the release key (imgbuild sign and imgbuild build).
+type buildKeyFlags struct {
 	buildKeyHours     int
 	buildKeyNotBefore string
-	outputOptions
+}
+
+func (o *buildKeyFlags) addFlags(fs *flag.FlagSet) {
+	fs.IntVar(&o.buildKeyHours, "build-key-hours", 0, "sign with a build key that the release key certifies for this many hours (a 2-element ucert chain, as OpenWrt's build makes); 0 = the release key signs directly")
+	fs.StringVar(&o.buildKeyNotBefore, "build-key-not-before", "", "start of the build key's validity, unix seconds or RFC 3339 (default: now); set it to make the signature chunk reproducible")
 }
 
 func runSign(ctx context.Context, e env, args []string) error {
@@ -23,9 +35,8 @@ func runSign(ctx context.Context, e env, args []string) error {
 	fs := newFlags(e, "sign", "IMAGE", "Replace any signature chunk of IMAGE with a ucert-wrapped usign signature by\nthe release key, and write the detached signature IMAGE.sig (signify/usign format).")
 	fs.StringVar(&o.key, "key", "", "usign secret key file (mode 0600) (required)")
 	fs.StringVar(&o.out, "o", "", "write the signed image here instead of replacing IMAGE")
-	fs.IntVar(&o.buildKeyHours, "build-key-hours", 0, "sign with a build key that the release key certifies for this many hours (a 2-element ucert chain, as OpenWrt's build makes); 0 = the release key signs directly")
-	fs.StringVar(&o.buildKeyNotBefore, "build-key-not-before", "", "start of the build key's validity, unix seconds or RFC 3339 (default: now); set it to make the signature chunk reproducible")
-	o.addFlags(fs)
+	o.buildKeyFlags.addFlags(fs)
+	o.outputOptions.addFlags(fs)
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -67,7 +78,7 @@ func runSign(ctx context.Context, e env, args []string) error {
 // buildKeyOptions turns the --build-key-* flags into options. The clock is
 // read only here, at the edge, and only when --build-key-not-before is
 // not given.
-func (o *signOptions) buildKeyOptions() (imagesig.BuildKeyOptions, error) {
+func (o *buildKeyFlags) buildKeyOptions() (imagesig.BuildKeyOptions, error) {
 	if o.buildKeyHours < 0 || time.Duration(o.buildKeyHours)*time.Hour > imagesig.MaxBuildKeyLifetime {
 		return imagesig.BuildKeyOptions{}, usagef("--build-key-hours %d: want 1 to %d", o.buildKeyHours, int(imagesig.MaxBuildKeyLifetime/time.Hour))
 	}

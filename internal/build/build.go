@@ -59,6 +59,10 @@ type Options struct {
 	// ReleaseKeys are shipped in /etc/opkg/keys and trusted by the
 	// updater. The signer's key must be one of them.
 	ReleaseKeys []*usign.PublicKey
+	// BuildKey, when set, signs the image with a short-lived build key
+	// the release key certifies (a 2-element ucert chain, as OpenWrt's
+	// own build does); nil: the release key signs directly.
+	BuildKey *imagesig.BuildKeyOptions
 	// PackageSources are local directories holding package files.
 	PackageSources []string
 	// Simulated marks a build against the simulated ImageBuilder; it is
@@ -544,7 +548,14 @@ func (p *pipeline) outputs(ctx context.Context) error {
 		return err
 	}
 	name := ImageName(p.o)
-	res, err := imagesig.SignFile(filepath.Join(p.work, "unsigned.bin"), filepath.Join(stage, name), p.o.Signer)
+	var res *imagesig.FileResult
+	verifyAt := time.Time{}
+	if bk := p.o.BuildKey; bk != nil {
+		res, err = imagesig.SignFileWithBuildKey(filepath.Join(p.work, "unsigned.bin"), filepath.Join(stage, name), p.o.Signer, *bk)
+		verifyAt = bk.NotBefore
+	} else {
+		res, err = imagesig.SignFile(filepath.Join(p.work, "unsigned.bin"), filepath.Join(stage, name), p.o.Signer)
+	}
 	if err != nil {
 		return err
 	}
@@ -560,7 +571,7 @@ func (p *pipeline) outputs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := imagesig.VerifyFile(filepath.Join(stage, name), kr, imagesig.Options{Board: p.o.Profile.Board}); err != nil {
+	if _, err := imagesig.VerifyFile(filepath.Join(stage, name), kr, imagesig.Options{Board: p.o.Profile.Board, Now: verifyAt}); err != nil {
 		return fmt.Errorf("self-check of the signed image failed: %w", err)
 	}
 	manifestName := strings.TrimSuffix(name, "-squashfs-sysupgrade.bin") + ".manifest"

@@ -438,3 +438,42 @@ func TestImageFeedsFromPinnedImageBuilder(t *testing.T) {
 		t.Logf("%s: %d feeds, e.g. %s", p.ID, len(feeds), feeds[0].URL)
 	}
 }
+
+// TestBuildWithBuildKey signs through a build key the release key
+// certifies: the router accepts the chain inside its window only, and the
+// same inputs still give the same bytes.
+func TestBuildWithBuildKey(t *testing.T) {
+	f := setup(t)
+	p := f.profiles[0]
+	from := time.Unix(1767225600, 0) // 2026-01-01T00:00:00Z
+	var images []string
+	for i := range 2 {
+		out := t.TempDir()
+		o := f.options(t, p, out, t.TempDir())
+		o.BuildKey = &imagesig.BuildKeyOptions{NotBefore: from, Lifetime: 48 * time.Hour}
+		rep, err := Run(t.Context(), o)
+		if err != nil {
+			t.Fatalf("build %d: %v", i, err)
+		}
+		images = append(images, filepath.Join(rep.DistDir, rep.Image))
+	}
+	a, _ := os.ReadFile(images[0])
+	b, _ := os.ReadFile(images[1])
+	if !bytes.Equal(a, b) {
+		t.Fatal("two build-key builds of the same inputs differ")
+	}
+	kr, _ := usign.NewKeyring(f.key.Public())
+	res, err := imagesig.VerifyFile(images[0], kr, imagesig.Options{Board: p.Board, Now: from.Add(time.Hour)})
+	if err != nil {
+		t.Fatalf("verify inside the window: %v", err)
+	}
+	if res.Issuer != f.key.Fingerprint.String() {
+		t.Errorf("chain issued by %q, want the release key %s", res.Issuer, f.key.Fingerprint)
+	}
+	if _, err := imagesig.VerifyFile(images[0], kr, imagesig.Options{Board: p.Board, Now: from.Add(49 * time.Hour)}); err == nil {
+		t.Error("an expired build key's image was accepted")
+	}
+	if out, err := exec.Command("signify-openbsd", "-V", "-p", f.keyFile+".pub", "-x", images[0]+".sig", "-m", images[0]).CombinedOutput(); err != nil {
+		t.Fatalf("the detached signature is still the release key's: %v\n%s", err, out)
+	}
+}
