@@ -295,6 +295,7 @@ func (v *View) serveConn(c net.Conn, br *bufio.Reader, method, path string) {
 // Content-Length.
 func readHeaders(br *bufio.Reader, req *request) (int, error) {
 	total, length := 0, 0
+	seenHost, seenLength := false, false
 	for {
 		b, err := br.ReadSlice('\n')
 		if err != nil {
@@ -314,13 +315,18 @@ func readHeaders(br *bufio.Reader, req *request) (int, error) {
 		val = strings.TrimSpace(val)
 		switch strings.ToLower(k) {
 		case "host":
-			req.host = val
+			// RFC 9112 §3.2: a request with more than one Host is refused,
+			// so the name the checks see is the only one there is.
+			if seenHost {
+				return 0, errors.New("more than one Host header")
+			}
+			req.host, seenHost = val, true
 		case "content-length":
 			n, err := strconv.Atoi(val)
-			if err != nil || n < 0 {
+			if err != nil || n < 0 || seenLength || strings.TrimLeft(val, "0123456789") != "" {
 				return 0, errors.New("bad Content-Length")
 			}
-			length = n
+			length, seenLength = n, true
 		case "transfer-encoding":
 			return 0, errors.New("chunked bodies are not accepted")
 		}

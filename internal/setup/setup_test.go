@@ -349,3 +349,26 @@ func TestIsPath(t *testing.T) {
 		}
 	}
 }
+
+// TestDuplicateHostRefused: with two Host headers the view used to judge
+// the last one, so "Host: evil.example" then "Host: <router IP>" passed
+// its DNS-rebinding check; such a request is now malformed (RFC 9112 3.2).
+func TestDuplicateHostRefused(t *testing.T) {
+	var req request
+	br := bufio.NewReader(strings.NewReader("Host: evil.example\r\nHost: 192.168.3.1\r\n\r\n"))
+	if _, err := readHeaders(br, &req); err == nil {
+		t.Fatalf("two Host headers accepted, host %q", req.host)
+	}
+	br = bufio.NewReader(strings.NewReader("Host: 192.168.3.1\r\nContent-Length: 5\r\nContent-Length: 50\r\n\r\n"))
+	if _, err := readHeaders(br, &req); err == nil {
+		t.Fatal("two Content-Length headers accepted")
+	}
+	br = bufio.NewReader(strings.NewReader("Host: 192.168.3.1\r\nContent-Length: +5\r\n\r\n"))
+	if _, err := readHeaders(br, &req); err == nil {
+		t.Fatal("a signed Content-Length accepted")
+	}
+	br = bufio.NewReader(strings.NewReader("Host: 192.168.3.1\r\nContent-Length: 5\r\n\r\n"))
+	if n, err := readHeaders(br, &req); err != nil || n != 5 || req.host != "192.168.3.1" {
+		t.Fatalf("a plain request: %d %q %v", n, req.host, err)
+	}
+}
