@@ -5,32 +5,19 @@ package setup
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
-	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/torwrt/torwrt/internal/status"
-)
 
-// fuzzAnswerWithin bounds one exchange. The client has sent the whole
-// request and closed its side before the server reads, so the server
-// never needs its own request deadline: a server that has not answered
-// or closed by then is stuck.
-const fuzzAnswerWithin = 3 * time.Second
+	"github.com/torwrt/torwrt/internal/httpfuzz"
+)
 
 // fuzzMaxRequest is the largest input sent as it is; longer lines and
 // headers come from padding (fuzzPad). See FuzzServe in internal/status:
@@ -173,7 +160,7 @@ func FuzzIntercept(f *testing.F) {
 		{Name: "tor_off", Prefixes: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24")}},
 		{Name: "tor_max", Prefixes: []netip.Prefix{netip.MustParsePrefix("192.168.3.0/24")}},
 	})
-	lan := newFuzzListener()
+	lan := httpfuzz.NewListener()
 	ctx, cancel := context.WithCancel(f.Context())
 	done := make(chan error, 1)
 	go func() { done <- page.Serve(ctx, v.Intercept(lan), func() status.Snapshot { return status.Snapshot{} }) }()
@@ -183,13 +170,13 @@ func FuzzIntercept(f *testing.F) {
 			f.Errorf("status page: %v", err)
 		}
 	})
-	<-lan.waiting
+	lan.Ready()
 
 	f.Fuzz(func(t *testing.T, req []byte, from uint8, confirmed bool, lines, long uint8) {
 		if len(req) > fuzzMaxRequest {
 			t.Skip("longer than fuzzMaxRequest")
 		}
-		req = fuzzPad(bytes.ReplaceAll(req, []byte(fuzzToken), []byte(v.token)), lines, long)
+		req = httpfuzz.Pad(bytes.ReplaceAll(req, []byte(fuzzToken), []byte(v.token)), lines, long)
 		client := fuzzClients[int(from)%len(fuzzClients)]
 		os.Remove(v.cfg.DoneFile)
 		if confirmed {
@@ -197,27 +184,27 @@ func FuzzIntercept(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		raw, err := lan.exchange(client.local, client.remote, req)
+		raw, err := lan.Exchange(client.local, client.remote, req)
 		if err != nil {
-			t.Fatalf("request %q from %v: %v", fuzzTrim(req), client.remote, err)
+			t.Fatalf("request %q from %v: %v", httpfuzz.Trim(req), client.remote, err)
 		}
 		if leaked.Load() {
-			t.Fatalf("request %q from %v: a secret reached the log", fuzzTrim(req), client.remote)
+			t.Fatalf("request %q from %v: a secret reached the log", httpfuzz.Trim(req), client.remote)
 		}
 		_, err = os.Lstat(v.cfg.DoneFile)
 		nowDone := err == nil
 		mayConfirm := fuzzMayConfirm(req, client.remote, client.local, v.token)
 		if !confirmed && nowDone && !mayConfirm {
-			t.Fatalf("request %q from %v confirmed setup", fuzzTrim(req), client.remote)
+			t.Fatalf("request %q from %v confirmed setup", httpfuzz.Trim(req), client.remote)
 		}
 		if len(raw) == 0 {
 			// Closed without an answer: allowed for a request line cut
 			// short, and for an answer lost to a reset.
 			return
 		}
-		r, err := parseFuzzReply(raw)
+		r, err := httpfuzz.ParseReply(raw)
 		if err != nil {
-			t.Fatalf("request %q from %v: malformed answer: %v\n%q", fuzzTrim(req), client.remote, err, fuzzTrim(raw))
+			t.Fatalf("request %q from %v: malformed answer: %v\n%q", httpfuzz.Trim(req), client.remote, err, httpfuzz.Trim(raw))
 		}
 		checkSetupReply(t, req, client.remote, client.local, confirmed, mayConfirm, r)
 	})
@@ -246,7 +233,7 @@ func fuzzSetupClient(remote, local netip.AddrPort) bool {
 // fuzzHeaders returns the values of the header named name (any case) in
 // req's header.
 func fuzzHeaders(req []byte, name string) []string {
-	_, _, end := fuzzRequestLine(req)
+	_, _, end := httpfuzz.RequestLine(req)
 	if end < 0 {
 		end = len(req)
 	}
@@ -291,24 +278,24 @@ func fuzzHostOK(req []byte) bool {
 // POST to the done path naming the router by address, with the form
 // token in the body.
 func fuzzMayConfirm(req []byte, remote, local netip.AddrPort, token string) bool {
-	method, path, end := fuzzRequestLine(req)
+	method, path, end := httpfuzz.RequestLine(req)
 	if method != "POST" || path != DonePath || end < 0 || !fuzzSetupClient(remote, local) || !fuzzHostOK(req) {
 		return false
 	}
 	return bytes.Contains(req[end:], []byte(token))
 }
 
-func checkSetupReply(t *testing.T, req []byte, remote, local netip.AddrPort, confirmed, mayConfirm bool, r fuzzReply) {
+func checkSetupReply(t *testing.T, req []byte, remote, local netip.AddrPort, confirmed, mayConfirm bool, r httpfuzz.Reply) {
 	t.Helper()
-	method, path, _ := fuzzRequestLine(req)
+	method, path, _ := httpfuzz.RequestLine(req)
 	fail := func(format string, args ...any) {
 		t.Helper()
-		t.Fatalf("request %q from %v (setup confirmed before: %v): %s", fuzzTrim(req), remote, confirmed, fmt.Sprintf(format, args...))
+		t.Fatalf("request %q from %v (setup confirmed before: %v): %s", httpfuzz.Trim(req), remote, confirmed, fmt.Sprintf(format, args...))
 	}
 	getOrHead := method == "GET" || method == "HEAD"
 	statusPage := path == "/torbox" || path == "/torbox/" || path == "/" || path == "/torbox.json"
 	view := (path == Path || path == Path+"/") && fuzzSetupClient(remote, local) && fuzzHostOK(req)
-	switch r.code {
+	switch r.Code {
 	case 200:
 		if !getOrHead || !statusPage && !view {
 			fail("200 to %s %q", method, path)
@@ -317,311 +304,34 @@ func checkSetupReply(t *testing.T, req []byte, remote, local netip.AddrPort, con
 		if !mayConfirm {
 			fail("303: setup confirmed")
 		}
-		if r.header["location"] != Path {
-			fail("303 to %q", r.header["location"])
+		if r.Header["location"] != Path {
+			fail("303 to %q", r.Header["location"])
 		}
 	case 400, 403, 404, 405, 503:
 	default:
-		fail("status %d", r.code)
+		fail("status %d", r.Code)
 	}
-	if r.code != 303 && r.header["location"] != "" {
-		fail("%d with Location %q", r.code, r.header["location"])
+	if r.Code != 303 && r.Header["location"] != "" {
+		fail("%d with Location %q", r.Code, r.Header["location"])
 	}
 	for _, h := range []string{"content-type", "content-length", "cache-control", "content-security-policy", "x-content-type-options", "x-frame-options", "connection"} {
-		if _, ok := r.header[h]; !ok {
+		if _, ok := r.Header[h]; !ok {
 			fail("answer lacks %s", h)
 		}
 	}
-	if r.header["connection"] != "close" || r.header["cache-control"] != "no-store" {
-		fail("answer headers %v", r.header)
+	if r.Header["connection"] != "close" || r.Header["cache-control"] != "no-store" {
+		fail("answer headers %v", r.Header)
 	}
-	if r.noBody && method != "HEAD" {
-		fail("%d without its body to a %q", r.code, method)
+	if r.NoBody && method != "HEAD" {
+		fail("%d without its body to a %q", r.Code, method)
 	}
 	for _, s := range fuzzSecrets {
 		_, val, _ := strings.Cut(s, "=")
-		if bytes.Contains(r.body, []byte(val)) && (confirmed || r.code != 200 || !view) {
-			fail("answer %d shows a secret", r.code)
+		if bytes.Contains(r.Body, []byte(val)) && (confirmed || r.Code != 200 || !view) {
+			fail("answer %d shows a secret", r.Code)
 		}
 	}
-	if bytes.Contains(bytes.ToLower(r.body), []byte("<script")) {
-		fail("answer has a script element:\n%s", r.body)
+	if bytes.Contains(bytes.ToLower(r.Body), []byte("<script")) {
+		fail("answer has a script element:\n%s", r.Body)
 	}
-}
-
-// fuzzPad makes req longer where the limits of the view and the status page apply, if req
-// has a first line: it inserts lines header lines of 64 bytes after the
-// first line, and 16 bytes for each unit of long&0x7f at the end of the
-// first line (long < 0x80) or as one more header line (long >= 0x80).
-func fuzzPad(req []byte, lines, long uint8) []byte {
-	end := bytes.IndexByte(req, '\n')
-	if end < 0 || lines == 0 && long&0x7f == 0 {
-		return req
-	}
-	first, rest := req[:end], req[end:] // rest starts with the first line's "\n"
-	cr := []byte{}
-	if bytes.HasSuffix(first, []byte("\r")) {
-		first, cr = first[:len(first)-1], []byte("\r")
-	}
-	fill := bytes.Repeat([]byte("a"), 16*int(long&0x7f))
-	var hdr []byte
-	if long >= 0x80 {
-		first, hdr = slices.Clone(first), slices.Concat([]byte("X-Long: "), fill, []byte("\r\n"))
-	} else {
-		first = slices.Concat(first, fill)
-	}
-	pad := strings.Repeat("X-Pad: "+strings.Repeat("p", 55)+"\r\n", int(lines))
-	return slices.Concat(first, cr, rest[:1], []byte(pad), hdr, rest[1:])
-}
-
-// fuzzListener hands the server connections made by exchange, each one
-// end of a Unix socket pair that reports a LAN client's TCP addresses. A
-// socket pair, not loopback TCP: the client half-closes, which on TCP
-// leaves a TIME_WAIT socket per request, and tens of thousands of them
-// use up the ephemeral ports within seconds.
-//
-// It keeps each exchange in step, so that the code it runs (the fuzzer
-// instruments net and internal/poll too) depends on the input only, not
-// on timing: otherwise coverage is flaky and the fuzzer spends its time
-// minimizing inputs whose "new" coverage does not come back. The client
-// sends the whole request and closes its side before the server gets the
-// connection; the server's goroutines for it end, and the server waits
-// in Accept again, before the client reads the answer.
-type fuzzListener struct {
-	conns   chan net.Conn
-	waiting chan struct{} // the server is in Accept
-	done    chan struct{}
-	once    sync.Once
-}
-
-func newFuzzListener() *fuzzListener {
-	return &fuzzListener{conns: make(chan net.Conn), waiting: make(chan struct{}, 1), done: make(chan struct{})}
-}
-
-func (l *fuzzListener) Accept() (net.Conn, error) {
-	select {
-	case l.waiting <- struct{}{}:
-	default:
-	}
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *fuzzListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *fuzzListener) Addr() net.Addr { return fuzzAddr{} }
-
-type fuzzAddr struct{}
-
-func (fuzzAddr) Network() string { return "fuzz" }
-func (fuzzAddr) String() string  { return "fuzz" }
-
-type fuzzConn struct {
-	net.Conn
-	local, remote net.Addr
-}
-
-func (c *fuzzConn) LocalAddr() net.Addr  { return c.local }
-func (c *fuzzConn) RemoteAddr() net.Addr { return c.remote }
-
-// fuzzSocketPair returns the two ends of a connected Unix stream socket.
-func fuzzSocketPair() (client, server *net.UnixConn, err error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("socketpair: %w", err)
-	}
-	var ends [2]*net.UnixConn
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), "fuzz")
-		c, err := net.FileConn(f)
-		f.Close()
-		if err != nil {
-			if i == 1 {
-				ends[0].Close()
-			} else {
-				syscall.Close(fds[1])
-			}
-			return nil, nil, err
-		}
-		ends[i] = c.(*net.UnixConn)
-	}
-	return ends[0], ends[1], nil
-}
-
-// exchange sends req to the server as a client at from that reached the
-// server at local, then reads until
-// the server closes, all within fuzzAnswerWithin. It returns what the
-// server sent; an error only when the server neither answered nor closed
-// in time.
-func (l *fuzzListener) exchange(local, from netip.AddrPort, req []byte) ([]byte, error) {
-	goroutines := runtime.NumGoroutine()
-	deadline := time.Now().Add(fuzzAnswerWithin)
-	c, sc, err := fuzzSocketPair()
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	c.SetDeadline(deadline)
-	if _, err := c.Write(req); err != nil {
-		sc.Close()
-		return nil, fmt.Errorf("sending: %w", err)
-	}
-	if err := c.CloseWrite(); err != nil {
-		sc.Close()
-		return nil, fmt.Errorf("closing the sending side: %w", err)
-	}
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	select {
-	case l.conns <- &fuzzConn{Conn: sc, local: net.TCPAddrFromAddrPort(local), remote: net.TCPAddrFromAddrPort(from)}:
-	case <-timer.C:
-		sc.Close()
-		return nil, errors.New("the server did not accept the connection")
-	}
-	select {
-	case <-l.waiting:
-	case <-timer.C:
-		return nil, errors.New("the server did not get back to Accept")
-	}
-	settle := func() {
-		for runtime.NumGoroutine() > goroutines && time.Now().Before(deadline) {
-			runtime.Gosched()
-		}
-	}
-	settle()
-	raw, err := io.ReadAll(c)
-	settle() // the server closed; let its goroutines end too
-	var ne net.Error
-	switch {
-	case err == nil:
-	case errors.As(err, &ne) && ne.Timeout():
-		return raw, fmt.Errorf("no answer and no close within %v (got %d bytes)", fuzzAnswerWithin, len(raw))
-	case errors.Is(err, syscall.ECONNRESET):
-		// The server closed with input unread; what arrived before the
-		// reset is its answer.
-	default:
-		return raw, fmt.Errorf("reading the answer: %w", err)
-	}
-	return raw, nil
-}
-
-// fuzzReply is a parsed answer.
-type fuzzReply struct {
-	code   int
-	header map[string]string // lower-case names
-	body   []byte
-	noBody bool // Content-Length > 0 but no body: the answer to a HEAD
-}
-
-// parseFuzzReply checks that raw is exactly one well-formed HTTP/1.1
-// answer with Content-Length framing.
-func parseFuzzReply(raw []byte) (fuzzReply, error) {
-	var r fuzzReply
-	head, body, ok := bytes.Cut(raw, []byte("\r\n\r\n"))
-	if !ok {
-		return r, errors.New("no end of header")
-	}
-	lines := strings.Split(string(head), "\r\n")
-	sl := lines[0]
-	if len(sl) < len("HTTP/1.1 200 X") || !strings.HasPrefix(sl, "HTTP/1.1 ") || sl[12] != ' ' {
-		return r, fmt.Errorf("bad status line %q", sl)
-	}
-	code, err := strconv.Atoi(sl[9:12])
-	if err != nil || code < 100 {
-		return r, fmt.Errorf("bad status code in %q", sl)
-	}
-	for _, b := range []byte(sl[13:]) {
-		if b < 0x20 || b >= 0x7f {
-			return r, fmt.Errorf("bad reason phrase in %q", sl)
-		}
-	}
-	r.code = code
-	r.header = map[string]string{}
-	for _, h := range lines[1:] {
-		k, v, ok := strings.Cut(h, ": ")
-		if !ok || k == "" {
-			return r, fmt.Errorf("bad header line %q", h)
-		}
-		for _, b := range []byte(k) {
-			if !isFuzzTokenChar(b) {
-				return r, fmt.Errorf("bad header name %q", k)
-			}
-		}
-		for _, b := range []byte(v) {
-			if b < 0x20 && b != '\t' || b == 0x7f {
-				return r, fmt.Errorf("control byte in header %q", h)
-			}
-		}
-		k = strings.ToLower(k)
-		if _, dup := r.header[k]; dup {
-			return r, fmt.Errorf("header %s twice", k)
-		}
-		r.header[k] = v
-	}
-	n, err := strconv.Atoi(r.header["content-length"])
-	if err != nil || n < 0 {
-		return r, fmt.Errorf("bad Content-Length %q", r.header["content-length"])
-	}
-	switch {
-	case len(body) == n:
-		r.body = body
-	case len(body) == 0:
-		r.noBody = true
-	default:
-		return r, fmt.Errorf("Content-Length %d but %d bytes follow the header", n, len(body))
-	}
-	return r, nil
-}
-
-func isFuzzTokenChar(b byte) bool {
-	return 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
-}
-
-// fuzzRequestLine reads req as a client means it, independently of the
-// server: the method and path (query and fragment cut) of a request line
-// "METHOD SP target SP HTTP/1.x", and the offset just past the blank line
-// that ends the header (-1 if there is none).
-func fuzzRequestLine(req []byte) (method, path string, head int) {
-	head = -1
-	first, rest, ok := bytes.Cut(req, []byte("\n"))
-	if !ok {
-		return "", "", -1
-	}
-	off := len(first) + 1
-	for {
-		line, more, ok := bytes.Cut(rest, []byte("\n"))
-		if !ok {
-			break
-		}
-		off += len(line) + 1
-		if len(bytes.TrimRight(line, "\r")) == 0 {
-			head = off
-			break
-		}
-		rest = more
-	}
-	f := strings.Split(strings.TrimRight(string(first), "\r"), " ")
-	if len(f) != 3 || !strings.HasPrefix(f[2], "HTTP/1.") {
-		return "", "", head
-	}
-	path = f[1]
-	if i := strings.IndexAny(path, "?#"); i >= 0 {
-		path = path[:i]
-	}
-	return f[0], path, head
-}
-
-// fuzzTrim shortens b for a failure message.
-func fuzzTrim(b []byte) []byte {
-	if len(b) > 600 {
-		return append(bytes.Clone(b[:600]), "..."...)
-	}
-	return b
 }
