@@ -206,7 +206,7 @@ func buildImage(ctx context.Context, e env, cacheDir, dest, tree string, epoch i
 	builderTar := filepath.Join(dest, fmt.Sprintf("builder-%d.tar", epoch))
 	if _, err := os.Stat(builderTar); err != nil {
 		fmt.Fprintf(e.stderr, "ib import: ImageBuilder layer\n")
-		if err := ibarchive.WriteLayerFile(ctx, tree, builderTar, ibarchive.OCIOptions{Epoch: epoch, Prefix: "builder"}); err != nil {
+		if err := ibarchive.WriteLayerFile(ctx, tree, builderTar, ibarchive.LayerOptions{Epoch: epoch, Prefix: "builder"}); err != nil {
 			return nil, err
 		}
 	}

@@ -297,7 +297,7 @@ func (zeroReader) Read(p []byte) (int, error) {
 }
 
 // TestExtractUmask checks that directories the archive does not list get
-// 0755 under any umask, so the tree (and PackOCI of it) does not depend on
+// 0755 under any umask, so the tree (and the layer made of it) does not depend on
 // the umask.
 func TestExtractUmask(t *testing.T) {
 	arch := tarOf(t, []ent{{name: "ib/staging_dir/host/bin/mkhash", body: []byte("x")}, {name: "ib/listed/", typ: tar.TypeDir}})

@@ -7,10 +7,15 @@ import (
 	"path/filepath"
 )
 
-// WriteLayerFile writes the tree at dir as the same uncompressed,
-// deterministic layer tar PackOCI builds (sorted, 0:0, o.Epoch times, under
-// o.Prefix) to path, through a temporary file renamed into place.
-func WriteLayerFile(ctx context.Context, dir, path string, o OCIOptions) error {
+// WriteLayerFile writes the tree at dir (as Extract left it) to path as an
+// uncompressed layer tar whose bytes depend only on the tree's names,
+// contents, modes and symlink targets and on o: entries are sorted, owned
+// by 0:0 with empty names, stamped with o.Epoch, under o.Prefix, and hard
+// links within the tree become tar hard links to the first name in sort
+// order. Symlinks are never followed and keep their targets as they are,
+// absolute ones included (see Extract). Special files are refused. The
+// file appears only complete (a temporary file renamed into place).
+func WriteLayerFile(ctx context.Context, dir, path string, o LayerOptions) error {
 	if o.Prefix != "" {
 		p, err := cleanName(o.Prefix)
 		if err != nil || p == "" {

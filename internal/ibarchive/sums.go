@@ -23,8 +23,8 @@
 //
 // Every upstream archive holds one top-level directory; ExtractFile (and
 // Extract with ExtractOptions.StripTopDir) requires that and extracts its
-// contents, so the destination is the ImageBuilder itself. PackOCI packs
-// such a tree as a reproducible single-layer image.
+// contents, so the destination is the ImageBuilder itself. WriteLayerFile
+// writes such a tree as a reproducible layer tar (the image's /builder).
 package ibarchive
 
 import (

@@ -14,80 +14,15 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// OCIOptions describe the image PackOCI builds around a directory.
-type OCIOptions struct {
-	Epoch        int64    // every mtime and the image creation time; SOURCE_DATE_EPOCH
-	Prefix       string   // directory inside the image that receives the tree, e.g. "builder"
-	Architecture string   // config architecture; default "amd64"
-	WorkingDir   string   // config working directory
-	Env          []string // config environment, in this order
+// LayerOptions describe the layer tar WriteLayerFile makes of a tree.
+type LayerOptions struct {
+	Epoch  int64  // every mtime; SOURCE_DATE_EPOCH
+	Prefix string // directory inside the layer that receives the tree, e.g. "builder"
 }
 
-// PackOCI packs the tree at dir (as Extract left it) into a single-layer
-// OCI image whose bytes depend only on the tree's names, contents, modes and
-// symlink targets and on o: entries are sorted, owned by 0:0 with empty
-// names, stamped with o.Epoch, and hard links within the tree become tar
-// hard links to the first name in sort order. Symlinks are never followed
-// and keep their targets as they are, absolute ones included (see
-// Extract). Special files are refused.
-//
-// The layer is produced lazily each time it is read, from the tree as it is
-// then; ctx cancels those reads.
-func PackOCI(ctx context.Context, dir string, o OCIOptions) (v1.Image, error) {
-	if o.Architecture == "" {
-		o.Architecture = "amd64"
-	}
-	if o.Prefix != "" {
-		p, err := cleanName(o.Prefix)
-		if err != nil || p == "" {
-			return nil, fmt.Errorf("ibarchive: OCI prefix %q: %w", o.Prefix, ErrUnsafePath)
-		}
-		o.Prefix = p
-	}
-	// Walk once now so that problems surface here, not in a registry push.
-	if err := writeLayer(ctx, io.Discard, dir, o); err != nil {
-		return nil, err
-	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(writeLayer(ctx, pw, dir, o)) }()
-		return pr, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ibarchive: OCI layer: %w", err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		return nil, fmt.Errorf("ibarchive: OCI image: %w", err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, fmt.Errorf("ibarchive: OCI config: %w", err)
-	}
-	cf = cf.DeepCopy()
-	t := v1.Time{Time: time.Unix(o.Epoch, 0).UTC()}
-	cf.Created = t
-	cf.Architecture, cf.OS = o.Architecture, "linux"
-	cf.Config.WorkingDir = o.WorkingDir
-	cf.Config.Env = slices.Clone(o.Env)
-	for i := range cf.History {
-		cf.History[i].Created = t
-	}
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		return nil, fmt.Errorf("ibarchive: OCI config: %w", err)
-	}
-	return img, nil
-}
-
-func writeLayer(ctx context.Context, w io.Writer, dir string, o OCIOptions) error {
+func writeLayer(ctx context.Context, w io.Writer, dir string, o LayerOptions) error {
 	tw := tar.NewWriter(w)
 	mtime := time.Unix(o.Epoch, 0)
 	if o.Prefix != "" {
