@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/torwrt/torwrt/internal/fwimage"
@@ -112,6 +115,17 @@ func inspectImage(path string) (*inspectReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if len(layout.Chunks) == 0 {
+		found, err := hasTrailerMagic(f, fi.Size())
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if !found {
+			// A truncated image still shows its payload hashes; a file
+			// with no fwtool trailer anywhere near its end is not an image.
+			return nil, fmt.Errorf("%s: not a sysupgrade image: no fwtool metadata or signature chunk (trailer magic \"FWx0\") in its last %d bytes; pass the *-sysupgrade.bin that imgbuild build wrote", path, trailerScan)
+		}
+	}
 	rep := &inspectReport{Image: path, Size: layout.Size, PayloadEnd: layout.PayloadEnd}
 	for _, c := range layout.Chunks {
 		ic := inspectChunk{Chunk: c, TypeName: c.Type.String(), CRCOK: true}
@@ -144,6 +158,22 @@ func inspectImage(path string) (*inspectReport, error) {
 	}
 	rep.SHA256Unsigned = hex.EncodeToString(sum)
 	return rep, nil
+}
+
+// trailerScan is how far from the end hasTrailerMagic looks: the largest
+// metadata and signature chunks stock fwtool accepts, with their trailers.
+const trailerScan = fwimage.MaxMetadataLen + fwimage.MaxSignature + 2*fwimage.TrailerLen
+
+// hasTrailerMagic reports whether fwtool's trailer magic appears in the
+// last trailerScan bytes of r, as it does in a sysupgrade image even when
+// the file was cut short.
+func hasTrailerMagic(r io.ReaderAt, size int64) (bool, error) {
+	from := max(size-trailerScan, 0)
+	buf := make([]byte, size-from)
+	if _, err := r.ReadAt(buf, from); err != nil && err != io.EOF {
+		return false, err
+	}
+	return bytes.Contains(buf, binary.BigEndian.AppendUint32(nil, fwimage.Magic)), nil
 }
 
 func describeSignature(ic *inspectChunk, data []byte) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -18,6 +20,10 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// flagSets, when set, collects every flag set newFlags makes, so
+	// `imgbuild completion` can read each verb's flags without a second
+	// list that could drift.
+	flagSets *[]*flag.FlagSet
 }
 
 func stdEnv() env {
@@ -36,21 +42,25 @@ type verb struct {
 	name    string
 	summary string
 	run     func(ctx context.Context, e env, args []string) error
+	// subs are the verb's subcommands, if it has any (`release sign`).
+	subs []string
 }
 
 func verbs() []verb {
 	return []verb{
-		{"build", "build signed images for a profile (short form: imgbuild --profile P)", runBuild},
-		{"keygen", "make a usign release key pair", runKeygen},
-		{"sign", "sign a sysupgrade image with a release key", runSign},
-		{"verify", "check an image's signature against trusted keys", runVerify},
-		{"inspect", "show an image's fwtool chunks, metadata and hashes", runInspect},
-		{"diff", "explain the differences between two images", runDiff},
-		{"lock", "resolve a profile's image digest and packages into its lock file", runLock},
-		{"release", "prepare, sign, verify and attest a release; rotate release keys", runRelease},
-		{"ib", "ib import: verify and unpack an ImageBuilder archive, pack it as an OCI image", runIB},
-		{"version", "print the version of imgbuild", runVersion},
-		{"brand", "brand init NAME scaffolds brands/NAME/; brand check NAME validates it", runBrand},
+		{"build", "build signed images for a profile (short form: imgbuild --profile P)", runBuild, nil},
+		{"keygen", "make a usign release key pair", runKeygen, nil},
+		{"sign", "sign a sysupgrade image with a release key", runSign, nil},
+		{"verify", "check an image's signature against trusted keys", runVerify, nil},
+		{"inspect", "show an image's fwtool chunks, metadata and hashes", runInspect, nil},
+		{"diff", "explain the differences between two images", runDiff, nil},
+		{"lock", "resolve a profile's image digest and packages into its lock file", runLock, nil},
+		{"release", "prepare, sign, verify and attest a release; rotate release keys", runRelease,
+			[]string{"prepare", "sign", "verify", "keys", "rotate", "attest", "pubkey"}},
+		{"ib", "ib import: verify and unpack an ImageBuilder archive, pack it as an OCI image", runIB, []string{"import"}},
+		{"version", "print the version of imgbuild and the commit it was built from", runVersion, nil},
+		{"brand", "brand init NAME scaffolds brands/NAME/; brand check NAME validates it", runBrand, []string{"init", "check"}},
+		{"completion", "print a shell completion script: completion bash|zsh|fish", runCompletion, nil},
 	}
 }
 
@@ -97,7 +107,12 @@ func run(ctx context.Context, e env, args []string) int {
 		err := v.run(ctx, e, rest)
 		return report(e, name, err)
 	}
-	fmt.Fprintf(e.stderr, "imgbuild: unknown command %q; run: imgbuild help\n", name)
+	names := make([]string, 0, len(verbs())+1)
+	for _, v := range verbs() {
+		names = append(names, v.name)
+	}
+	fmt.Fprintf(e.stderr, "imgbuild: unknown command %q%s\n\n", name, didYouMean(name, append(names, "help"), ""))
+	printUsage(e.stderr)
 	return exitUsage
 }
 
@@ -111,6 +126,10 @@ func report(e env, name string, err error) int {
 		return exitOK
 	case errors.As(err, &ue):
 		fmt.Fprintf(e.stderr, "imgbuild %s: %v\n", name, err)
+		var fe flagError
+		if errors.As(err, &fe) {
+			fmt.Fprintf(e.stderr, "%s\nRun `%s --help` for the flags.\n", fe.usage, fe.cmd)
+		}
 		return exitUsage
 	case errors.As(err, &re):
 		fmt.Fprintf(e.stderr, "imgbuild %s: REJECTED: %v\n", name, err)
@@ -131,31 +150,56 @@ func printUsage(w io.Writer) {
 	fmt.Fprintf(w, "\nRun `imgbuild <command> --help` for a command's flags.\nExit codes: 0 ok, 1 failure, 2 usage, 3 verification rejected.\n")
 }
 
-// newFlags makes a verb's flag set that writes help to stdout and errors to
-// stderr, and reports misuse as a usage error.
+// newFlags makes a verb's flag set. --help prints the verb's usage to
+// stdout; parseFlags reports misuse once, as a usage error.
 func newFlags(e env, name, argsUsage, summary string) *flag.FlagSet {
 	fs := flag.NewFlagSet("imgbuild "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs.SetOutput(e.stdout)
 	fs.Usage = func() {
-		fmt.Fprintf(e.stdout, "Usage: imgbuild %s [flags] %s\n\n%s\n\nFlags:\n", name, argsUsage, summary)
-		fs.SetOutput(e.stdout)
+		fmt.Fprintf(fs.Output(), "Usage: imgbuild %s [flags] %s\n\n%s\n\nFlags:\n", name, argsUsage, summary)
 		fs.PrintDefaults()
-		fs.SetOutput(e.stderr)
+	}
+	if e.flagSets != nil {
+		*e.flagSets = append(*e.flagSets, fs)
 	}
 	return fs
 }
 
+// flagError is a flag the command line got wrong, with the verb's usage
+// line, which report prints after the error.
+type flagError struct {
+	err   error
+	cmd   string // "imgbuild inspect"
+	usage string // "Usage: imgbuild inspect [flags] IMAGE"
+}
+
+func (f flagError) Error() string { return f.err.Error() }
+func (f flagError) Unwrap() error { return f.err }
+
 // parseFlags parses args, allowing flags after positional arguments
 // (`imgbuild verify IMAGE --keys DIR`), which the flag package alone does
-// not.
+// not. The flag package's own printing is silenced: --help prints the
+// usage to stdout, and a bad flag becomes one usage error (with a
+// suggestion for a misspelled flag) that report prints to stderr.
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	defer func() { fs.SetOutput(out); fs.Usage = usage }()
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			fs.SetOutput(out)
 			if errors.Is(err, flag.ErrHelp) {
+				usage()
 				return nil, err
 			}
-			return nil, usageError{err}
+			var text bytes.Buffer
+			fs.SetOutput(&text)
+			usage()
+			line, _, _ := strings.Cut(text.String(), "\n")
+			line = strings.TrimSpace(line)
+			return nil, usageError{flagError{fmt.Errorf("%v%s", err, suggestFlag(fs, err)), fs.Name(), line}}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -167,6 +211,70 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		positional = append(positional, args[0])
 		args = args[1:]
 	}
+}
+
+// suggestFlag names the defined flag nearest to an undefined one.
+func suggestFlag(fs *flag.FlagSet, err error) string {
+	bad, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: ")
+	if !ok {
+		return ""
+	}
+	bad = strings.TrimLeft(bad, "-")
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, flagSpelling(f.Name)) })
+	return didYouMean("--"+bad, names, "--")
+}
+
+// flagSpelling is how docs/cli.md writes a flag: -o, --profile.
+func flagSpelling(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// didYouMean returns `; did you mean "X"?` for the candidate nearest to
+// word (edit distance at most 2, ties to the first in sorted order), or ""
+// when none is near. prefix is stripped from both before comparing, so
+// "--" does not count toward the distance.
+func didYouMean(word string, candidates []string, prefix string) string {
+	best, bestD := "", 3
+	w := strings.TrimPrefix(word, prefix)
+	sorted := slices.Clone(candidates)
+	slices.Sort(sorted)
+	for _, c := range sorted {
+		// d < len(w): a one-letter typo is not "near" every one-letter flag.
+		if d := levenshtein(w, strings.TrimLeft(c, "-")); d < bestD && d < len(w) {
+			best, bestD = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %q?", best)
+}
+
+// levenshtein is the edit distance (insertions, deletions, substitutions)
+// between a and b, counted in runes.
+func levenshtein(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
 }
 
 // outputOptions is the shared --json flag of reporting verbs.

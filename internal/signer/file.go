@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -45,9 +46,6 @@ func openFile(path string) (Signer, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: %s is not a regular file", ErrBadURI, path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %04o; run: chmod 600 %s", ErrInsecureKeyFile, path, perm, path)
-	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening key: %w", err)
@@ -59,6 +57,14 @@ func openFile(path string) (Signer, error) {
 	}
 	if len(data) > maxKeyFile {
 		return nil, fmt.Errorf("%w: %s is larger than %d bytes; not a key file", ErrBadURI, path, maxKeyFile)
+	}
+	// A public key is the likeliest wrong file; say so before the mode
+	// check would advise making it private.
+	if err := notPublicKey(path, data); err != nil {
+		return nil, err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s has mode %04o; run: chmod 600 %s", ErrInsecureKeyFile, path, perm, path)
 	}
 	switch {
 	case bytes.HasPrefix(data, []byte("untrusted comment:")):
@@ -79,6 +85,28 @@ func openFile(path string) (Signer, error) {
 	}
 }
 
+// supportedKeys is the truth about which private keys torwrt signs with.
+const supportedKeys = "supported: Ed25519 (usign .sec from imgbuild keygen, or PEM), which signs images, manifests and provenance; " +
+	"ECDSA P-256 (PEM), which signs only detached manifest signatures and provenance, since routers verify images with Ed25519 only"
+
+// notPublicKey refuses a public key file given where a private key belongs.
+func notPublicKey(path string, data []byte) error {
+	secret := "the matching secret key"
+	if base, ok := strings.CutSuffix(path, ".pub"); ok {
+		secret = base + ".sec"
+	}
+	if bytes.HasPrefix(data, []byte("untrusted comment:")) {
+		if _, err := usign.ParsePublicKey(data); err == nil {
+			return fmt.Errorf("%w: %s is a usign public key; signing needs the secret key: pass %s", ErrBadURI, path, secret)
+		}
+		return nil
+	}
+	if b, _ := pem.Decode(data); b != nil && strings.HasSuffix(b.Type, "PUBLIC KEY") {
+		return fmt.Errorf("%w: %s holds a PEM %q block, a public key; signing needs the private key file", ErrBadURI, path, b.Type)
+	}
+	return nil
+}
+
 func parsePEMKey(path string, data []byte) (Signer, error) {
 	var priv crypto.PrivateKey
 	for rest := data; ; {
@@ -96,6 +124,10 @@ func parsePEMKey(path string, data []byte) (Signer, error) {
 			priv, err = x509.ParsePKCS8PrivateKey(b.Bytes)
 		case "EC PRIVATE KEY":
 			priv, err = x509.ParseECPrivateKey(b.Bytes)
+		case "RSA PRIVATE KEY":
+			return nil, fmt.Errorf("%w: %s holds an RSA key; %s", ErrUnsupportedKey, path, supportedKeys)
+		case "DSA PRIVATE KEY", "OPENSSH PRIVATE KEY":
+			return nil, fmt.Errorf("%w: %s holds a %q block; %s", ErrUnsupportedKey, path, b.Type, supportedKeys)
 		default:
 			continue
 		}
@@ -113,8 +145,10 @@ func parsePEMKey(path string, data []byte) (Signer, error) {
 		pub = k.Public()
 	case *ecdsa.PrivateKey:
 		pub = &k.PublicKey
+	case *rsa.PrivateKey:
+		return nil, fmt.Errorf("%w: %s holds an RSA key; %s", ErrUnsupportedKey, path, supportedKeys)
 	default:
-		return nil, fmt.Errorf("%w: %s holds a %T key; use Ed25519 or ECDSA P-256", ErrUnsupportedKey, path, priv)
+		return nil, fmt.Errorf("%w: %s holds a %T key; %s", ErrUnsupportedKey, path, priv, supportedKeys)
 	}
 	if _, err := algorithmOf(pub); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

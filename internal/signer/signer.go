@@ -273,7 +273,7 @@ func algorithmOf(pub crypto.PublicKey) (Algorithm, error) {
 		}
 		return ECDSAP256, nil
 	default:
-		return "", fmt.Errorf("%w: %T; use an Ed25519 or ECDSA P-256 key", ErrUnsupportedKey, pub)
+		return "", fmt.Errorf("%w: %T; %s", ErrUnsupportedKey, pub, supportedKeys)
 	}
 }
 
