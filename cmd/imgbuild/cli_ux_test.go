@@ -243,4 +243,12 @@ func TestPublicKeyAsSigningKey(t *testing.T) {
 	if strings.Contains(r.stderr, "chmod") {
 		t.Errorf("advice to chmod a public key: %s", r.stderr)
 	}
+	// imgbuild sign reads usign key files itself.
+	img := filepath.Join(t.TempDir(), "image.bin")
+	os.WriteFile(img, []byte("not signed yet"), 0o644)
+	r = fndRun(t, "sign", "--key", base+".pub", img)
+	fndExpect(t, r, exitFailure, "is a usign public key; signing needs the secret key: pass "+base+".sec")
+	if strings.Contains(r.stderr, "chmod") {
+		t.Errorf("sign: advice to chmod a public key: %s", r.stderr)
+	}
 }

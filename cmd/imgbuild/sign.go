@@ -4,7 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/torwrt/torwrt/internal/imagesig"
@@ -54,6 +56,16 @@ func runSign(ctx context.Context, e env, args []string) error {
 	}
 	k, err := usign.ReadSecretKeyFile(o.key)
 	if err != nil {
+		// A public key handed over by mistake is told so, not to chmod it.
+		if b, rerr := os.ReadFile(o.key); rerr == nil {
+			if _, perr := usign.ParsePublicKey(b); perr == nil {
+				want := "its secret key (the .sec file keygen wrote beside it)"
+				if strings.HasSuffix(o.key, ".pub") {
+					want = strings.TrimSuffix(o.key, ".pub") + ".sec"
+				}
+				return fmt.Errorf("%s is a usign public key; signing needs the secret key: pass %s", o.key, want)
+			}
+		}
 		return err
 	}
 	var res *imagesig.FileResult

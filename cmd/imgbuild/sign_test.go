@@ -51,7 +51,7 @@ func TestSignBadKeyFiles(t *testing.T) {
 	for name, tc := range map[string]struct{ content, text string }{
 		"bad base64":   {lines[0] + "\n" + strings.Replace(lines[1], "RW", "R#", 1), "bad base64"},
 		"short key":    {lines[0] + "\n" + base64.StdEncoding.EncodeToString(payload[:100]) + "\n", "payload is 100 bytes, want 104"},
-		"public key":   {string(fndRead(t, base+".pub")), "payload is 42 bytes, want 104"},
+		"public key":   {string(fndRead(t, base+".pub")), "is a usign public key; signing needs the secret key"},
 		"encrypted":    {lines[0] + "\n" + base64.StdEncoding.EncodeToString(encrypted) + "\n", "passphrase-protected"},
 		"no comment":   {lines[1], "first line must start with"},
 		"empty file":   {"", "no comment line"},
