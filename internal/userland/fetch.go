@@ -69,30 +69,12 @@ func Fetch(ctx context.Context, lock *Lock, cacheDir string, progress io.Writer)
 	p := &fetchProgress{w: progress, n: len(lock.Entries), total: total, start: time.Now()}
 
 	errs := make([]error, len(lock.Entries))
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	for range min(fetchWorkers, len(lock.Entries)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				e := lock.Entries[i]
-				downloaded, err := fetchOne(ctx, e, cacheDir)
-				errs[i] = err
-				p.done(e.Size, downloaded, err == nil)
-			}
-		}()
-	}
-feed:
-	for i := range lock.Entries {
-		select {
-		case jobs <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
-	wg.Wait()
+	inParallel(ctx, len(lock.Entries), min(fetchWorkers, len(lock.Entries)), func(_, i int) {
+		e := lock.Entries[i]
+		downloaded, err := fetchOne(ctx, e, cacheDir)
+		errs[i] = err
+		p.done(e.Size, downloaded, err == nil)
+	}, nil)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("userland: fetch: %w", err)
 	}
@@ -275,3 +257,33 @@ func (p *fetchProgress) finish() {
 }
 
 func mb(n int64) float64 { return float64(n) / 1e6 }
+
+// inParallel runs each(w, i) for every i in [0, n) on workers goroutines
+// (w is the worker's index), handing out indices in order until ctx is
+// done; then each worker runs done(w) (if given) and inParallel returns.
+func inParallel(ctx context.Context, n, workers int, each func(w, i int), done func(w int)) {
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				each(w, i)
+			}
+			if done != nil {
+				done(w)
+			}
+		}()
+	}
+feed:
+	for i := range n {
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+}

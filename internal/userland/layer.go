@@ -18,7 +18,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -217,32 +216,16 @@ func collect(ctx context.Context, lock *Lock, cacheDir, work string) (tree, []*o
 	items := make([][]item, len(lock.Entries))
 	errs := make([]error, len(lock.Entries))
 	flushErrs := make([]error, workers)
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sp := &spool{f: spools[w], idx: w}
-			for i := range jobs {
-				items[i], errs[i] = readPackage(ctx, lock.Entries[i], cacheDir, sp, &total)
-				if errs[i] != nil {
-					cancel() // the others stop at their next entry
-				}
-			}
-			flushErrs[w] = sp.flush()
-		}()
+	sps := make([]*spool, workers)
+	for w := range sps {
+		sps[w] = &spool{f: spools[w], idx: w}
 	}
-feed:
-	for i := range lock.Entries {
-		select {
-		case jobs <- i:
-		case <-ctx.Done():
-			break feed
+	inParallel(ctx, len(lock.Entries), workers, func(w, i int) {
+		items[i], errs[i] = readPackage(ctx, lock.Entries[i], cacheDir, sps[w], &total)
+		if errs[i] != nil {
+			cancel() // the others stop at their next entry
 		}
-	}
-	close(jobs)
-	wg.Wait()
+	}, func(w int) { flushErrs[w] = sps[w].flush() })
 	fail := func(err error) (tree, []*os.File, error) {
 		closeAll(spools)
 		return nil, nil, err
