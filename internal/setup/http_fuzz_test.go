@@ -174,7 +174,7 @@ func FuzzIntercept(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, req []byte, from uint8, confirmed bool, lines, long uint8) {
 		if len(req) > fuzzMaxRequest {
-			t.Skip("longer than fuzzMaxRequest")
+			return // long requests come from padding (httpfuzz.Pad), not raw input
 		}
 		req = httpfuzz.Pad(bytes.ReplaceAll(req, []byte(fuzzToken), []byte(v.token)), lines, long)
 		client := fuzzClients[int(from)%len(fuzzClients)]

@@ -99,7 +99,7 @@ func FuzzServe(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, req []byte, lines, long uint8) {
 		if len(req) > fuzzMaxRequest {
-			t.Skip("longer than fuzzMaxRequest")
+			return // long requests come from padding (httpfuzz.Pad), not raw input
 		}
 		req = httpfuzz.Pad(req, lines, long)
 		raw, err := lan.Exchange(netip.MustParseAddrPort("192.168.3.1:80"), netip.MustParseAddrPort("192.168.3.20:50000"), req)
