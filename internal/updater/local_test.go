@@ -387,13 +387,7 @@ func TestSlowRetrieval(t *testing.T) {
 		trickle(t, len(img))(w, r)
 	}))
 	defer slow.Close()
-	good := e.srv.Listener.Addr().String()
-	e.socks.Route = func(host string, port uint16) string {
-		if host == "slow.example" {
-			return slow.Listener.Addr().String()
-		}
-		return good
-	}
+	e.routeHost("slow.example", slow)
 	cfg := e.config()
 	cfg.Mirrors = []string{"http://slow.example/stable/", mirror}
 	cfg.StallTimeout = 2 * time.Second
@@ -431,13 +425,7 @@ func TestSlowManifest(t *testing.T) {
 	e.publish(e.image(updatertest.ImageSpec{}), 42)
 	slow := httptest.NewServer(trickle(t, 60<<10))
 	defer slow.Close()
-	good := e.srv.Listener.Addr().String()
-	e.socks.Route = func(host string, port uint16) string {
-		if host == "slow.example" {
-			return slow.Listener.Addr().String()
-		}
-		return good
-	}
+	e.routeHost("slow.example", slow)
 	cfg := e.config()
 	cfg.Mirrors = []string{"http://slow.example/stable/", mirror}
 	cfg.RequestTimeout = time.Second

@@ -59,6 +59,18 @@ type testEnv struct {
 	conns    atomic.Int64
 }
 
+// routeHost sends SOCKS connections for host to srv and every other one
+// to the environment's good mirror.
+func (e *testEnv) routeHost(host string, srv *httptest.Server) {
+	good := e.srv.Listener.Addr().String()
+	e.socks.Route = func(h string, _ uint16) string {
+		if h == host {
+			return srv.Listener.Addr().String()
+		}
+		return good
+	}
+}
+
 func newEnv(t *testing.T) *testEnv {
 	e := &testEnv{t: t, dir: t.TempDir(), handlers: map[string]http.HandlerFunc{}, now: updatertest.T0.Add(time.Hour)}
 	e.keys, e.kr = updatertest.Keys(t, 3, "release keys")
@@ -562,13 +574,7 @@ func TestMirrorFallback(t *testing.T) {
 		w.Write(updatertest.Envelope(t, updatertest.Manifest(10, updatertest.Release(img, imageName, 42)), e.keys[0]))
 	}))
 	defer other.Close()
-	target := e.srv.Listener.Addr().String()
-	e.socks.Route = func(host string, port uint16) string {
-		if host == "bad.example" {
-			return other.Listener.Addr().String()
-		}
-		return target
-	}
+	e.routeHost("bad.example", other)
 	cfg.Mirrors = []string{"http://bad.example/stable/", mirror}
 	res, err := e.check(cfg)
 	if err != nil || res.Status != StatusInstalled {
