@@ -18,7 +18,8 @@
 //
 // All readers treat input as hostile: every offset, length and count is
 // checked against the bytes present, decompression is bounded, the number
-// of values visited is bounded (shared sub-objects cannot blow up work), and
+// of decoding steps is bounded in proportion to the block size (shared
+// sub-objects cannot blow up work or memory), and
 // errors wrap the sentinels below. The wire format and its sources are in
 // docs/formats-readers.md, section "apk v3 (OpenWrt 25.12)".
 package apk
@@ -30,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Errors returned (wrapped) by this package.
@@ -70,13 +72,26 @@ const (
 
 	// DefaultMaxSize bounds decompressed input when callers pass 0.
 	DefaultMaxSize = 64 << 20
-	// maxVisits bounds the values decoded from one ADB block.
-	maxVisits = 1 << 22
+
+	// Decoding one ADB block may cost at most workBase + workPerByte *
+	// len(block) units of work, and never more than maxWork: one unit per
+	// object or array slot visited and per blob byte read. Values can be
+	// shared (apk's writer stores equal values once), so without this a
+	// few kilobytes of nested shared arrays would expand to millions of
+	// values. Files made by apk need less than one unit per byte
+	// (TestWorkBudgetReal).
+	workBase    = 4096
+	workPerByte = 4
+	maxWork     = 1 << 26
 )
 
 func malformed(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, a...))
 }
+
+// inflaters reuses deflate decoders: each holds a 32 KiB window and tables
+// that would otherwise be allocated for every input.
+var inflaters = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}
 
 // decompress returns the uncompressed "ADB." stream. "ADBd" is raw deflate,
 // "ADBc" is followed by {alg, level}; alg 1 is deflate, 2 (zstd) is refused.
@@ -115,8 +130,11 @@ func decompress(b []byte, max int64) ([]byte, error) {
 	default:
 		return nil, malformed("unknown ADB compression %q", b[3])
 	}
-	fr := flate.NewReader(bytes.NewReader(rest))
-	defer fr.Close()
+	fr := inflaters.Get().(io.ReadCloser)
+	defer inflaters.Put(fr)
+	if err := fr.(flate.Resetter).Reset(bytes.NewReader(rest), nil); err != nil {
+		return nil, malformed("deflate: %v", err)
+	}
 	out, err := io.ReadAll(io.LimitReader(fr, max+1))
 	if err != nil {
 		return nil, malformed("deflate: %v", err)
@@ -198,14 +216,21 @@ func parseContainer(b []byte, schema uint32) (*container, error) {
 // reader decodes values inside one ADB block.
 type reader struct {
 	b      []byte
-	visits int
+	work   int // units spent
+	budget int // units allowed
 }
 
-func (r *reader) visit(n int) error {
-	r.visits += n
-	if r.visits > maxVisits {
-		return fmt.Errorf("%w: more than %d values", ErrTooLarge, maxVisits)
+func newReader(b []byte) *reader {
+	return &reader{b: b, budget: min(workBase+workPerByte*len(b), maxWork)}
+}
+
+// charge spends n units of the work budget.
+func (r *reader) charge(n uint64) error {
+	if n > uint64(r.budget-r.work) {
+		r.work = r.budget
+		return fmt.Errorf("%w: decoding a %d-byte ADB block takes more than %d steps (shared values expand too much)", ErrTooLarge, len(r.b), r.budget)
 	}
+	r.work += int(n)
 	return nil
 }
 
@@ -272,6 +297,9 @@ func (r *reader) blob(v uint32) ([]byte, error) {
 	default:
 		n = uint64(binary.LittleEndian.Uint32(h))
 	}
+	if err := r.charge(n); err != nil {
+		return nil, err
+	}
 	return r.deref(v, hl, n)
 }
 
@@ -301,7 +329,7 @@ func (r *reader) obj(v uint32) (objv, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.visit(int(n)); err != nil {
+	if err := r.charge(n); err != nil {
 		return nil, err
 	}
 	o := make(objv, n)

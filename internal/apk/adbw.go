@@ -154,7 +154,7 @@ var (
 	schDir   = &schema{fields: []kind{{k: 'b'}, {k: 'o', sub: schACL}, {k: 'o', sub: schFiles}}}
 )
 
-func (w *writer) rd() *reader { return &reader{b: w.buf} }
+func (w *writer) rd() *reader { return newReader(w.buf) }
 
 // cmp compares two written objects of schema s.
 func (w *writer) cmp(s *schema, a, b uint32) int {
@@ -197,12 +197,14 @@ func (w *writer) cmpVal(k kind, a, b uint32) int {
 	}
 	x, _ := r.blob(a)
 	y, _ := r.blob(b)
-	c := bytes.Compare(x, y)
-	if k.k == 'v' && c != 0 && w.err == nil {
-		// apk orders versions with apk_version_compare; not implemented.
-		w.err = fmt.Errorf("%w: two entries differ only from the version on (%q, %q)", ErrUnsupported, x, y)
+	if k.k == 'v' {
+		// apk's version_compare: a missing version compares equal to anything.
+		if x == nil || y == nil {
+			return 0
+		}
+		return CompareVersions(string(x), string(y))
 	}
-	return c
+	return bytes.Compare(x, y)
 }
 
 func (w *writer) setRoot(v uint32) { binary.LittleEndian.PutUint32(w.buf[4:], v) }

@@ -64,12 +64,23 @@ func ReadIndex(b []byte, keys *Keyring) (*Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &reader{b: c.adb}
+	x, err := decodeIndex(c.adb)
+	if err != nil {
+		return nil, err
+	}
+	x.SignedBy = id
+	return x, nil
+}
+
+// decodeIndex decodes an index ADB block. Only ReadIndex (after the
+// signature verified) and tests call it.
+func decodeIndex(adb []byte) (*Index, error) {
+	r := newReader(adb)
 	root, err := r.obj(r.root())
 	if err != nil {
 		return nil, err
 	}
-	x := &Index{SignedBy: id}
+	x := &Index{}
 	if x.Description, err = r.str(root.at(1)); err != nil {
 		return nil, err
 	}
@@ -93,9 +104,9 @@ func ReadIndex(b []byte, keys *Keyring) (*Index, error) {
 // WriteIndex writes x signed by key (nil: unsigned) as
 // `apk mkndx --compression none` does for packages given in x.Packages
 // order: each entry's info is copied as mkpkg would have written it, then
-// file-size and the identity are set; the array is sorted by apk's order.
-// Package versions are not ordered: two entries with the same name fail
-// with ErrUnsupported.
+// file-size and the identity are set; the array is sorted by apk's order
+// (name, then version as CompareVersions orders them, then the other
+// fields), so one name may appear in several versions.
 func WriteIndex(x *Index, key *SecretKey) ([]byte, error) {
 	w := newWriter()
 	var items []uint32
@@ -116,7 +127,7 @@ func WriteIndex(x *Index, key *SecretKey) ([]byte, error) {
 		if pw.err != nil {
 			return nil, pw.err
 		}
-		pr := &reader{b: pw.buf}
+		pr := newReader(pw.buf)
 		src, err := pr.obj(pv)
 		if err != nil {
 			return nil, err

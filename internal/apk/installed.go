@@ -61,7 +61,7 @@ func ParseInstalled(b []byte) ([]InstalledPackage, error) {
 	}
 	var out []InstalledPackage
 	var cur *InstalledPackage
-	dir := ""
+	dir, inDir := "", false // inDir: an F: line was seen ("" is the root)
 	var lastFile *InstalledFile
 	flush := func() error {
 		if cur != nil {
@@ -86,7 +86,7 @@ func ParseInstalled(b []byte) ([]InstalledPackage, error) {
 		}
 		if cur == nil {
 			cur = &InstalledPackage{DirACLs: map[string]string{}}
-			dir, lastFile = "", nil
+			dir, inDir, lastFile = "", false, nil
 		}
 		k, v := s[0], s[2:]
 		var err error
@@ -135,21 +135,27 @@ func ParseInstalled(b []byte) ([]InstalledPackage, error) {
 		case 'f':
 			cur.Flags = v
 		case 'F':
-			if !safePath(v, false) {
+			// "F:" alone is the root directory: apk writes it for a
+			// package with files there (base-files' /var symlink).
+			if !safePath(v, true) {
 				return nil, malformed("line %d: unsafe directory %q", ln+1, v)
 			}
-			dir, lastFile = v, nil
+			dir, inDir, lastFile = v, true, nil
 			cur.Dirs = append(cur.Dirs, v)
 		case 'M':
-			if dir == "" {
+			if !inDir {
 				return nil, malformed("line %d: M: before F:", ln+1)
 			}
 			cur.DirACLs[dir] = v
 		case 'R':
-			if dir == "" || !safePath(v, false) || strings.Contains(v, "/") {
+			if !inDir || !safePath(v, false) || strings.Contains(v, "/") {
 				return nil, malformed("line %d: bad file %q", ln+1, v)
 			}
-			cur.Files = append(cur.Files, InstalledFile{Path: dir + "/" + v})
+			full := v
+			if dir != "" {
+				full = dir + "/" + v
+			}
+			cur.Files = append(cur.Files, InstalledFile{Path: full})
 			lastFile = &cur.Files[len(cur.Files)-1]
 		case 'a':
 			if lastFile == nil {

@@ -160,7 +160,9 @@ func newSecretKey(k *ecdsa.PrivateKey) (*SecretKey, error) {
 	return &SecretKey{key: k, pub: p}, nil
 }
 
-// GenerateKey makes a new P-256 key from rand (tests, simulator).
+// GenerateKey makes a new P-256 key (tests, simulator). Since Go 1.26
+// crypto/ecdsa ignores rand (unless GODEBUG=cryptocustomrand=1), so every
+// call returns a fresh random key.
 func GenerateKey(rand io.Reader) (*SecretKey, error) {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand)
 	if err != nil {

@@ -93,7 +93,7 @@ func parsePackage(b []byte, maxSize int64) (*Package, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &reader{b: c.adb}
+	r := newReader(c.adb)
 	root, err := r.obj(r.root())
 	if err != nil {
 		return nil, err
@@ -109,6 +109,7 @@ func parsePackage(b []byte, maxSize int64) (*Package, error) {
 	}
 	type key struct{ i, j uint32 }
 	regular := map[key]int{}
+	seen := map[string]bool{} // directory and file paths
 	for i, dv := range paths.items() {
 		d, err := r.obj(dv)
 		if err != nil {
@@ -121,6 +122,10 @@ func parsePackage(b []byte, maxSize int64) (*Package, error) {
 		if !safePath(dname, true) {
 			return nil, malformed("unsafe directory name %q", dname)
 		}
+		if seen[dname] {
+			return nil, malformed("duplicate path %q", dname)
+		}
+		seen[dname] = true
 		mode, user, group, err := r.acl(d.at(2))
 		if err != nil {
 			return nil, err
@@ -146,6 +151,10 @@ func parsePackage(b []byte, maxSize int64) (*Package, error) {
 			if dname == "" {
 				e.Path = name
 			}
+			if seen[e.Path] {
+				return nil, malformed("duplicate path %q", e.Path)
+			}
+			seen[e.Path] = true
 			mode, e.User, e.Group, err = r.acl(f.at(2))
 			if err != nil {
 				return nil, err
@@ -443,7 +452,7 @@ func buildPackage(info PackageInfo, files []FileEntry, scripts map[string]string
 	out := fileHeader(SchemaPackage)
 	out = appendBlock(out, blockADB, w.buf)
 	// Data blocks in the (sorted) order the ADB block lists files.
-	r := &reader{b: w.buf}
+	r := newReader(w.buf)
 	rt, err := r.obj(r.root())
 	if err != nil {
 		return nil, err
