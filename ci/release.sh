@@ -101,7 +101,8 @@ done
 log "release verify --threshold $THRESHOLD"
 "$IMGBUILD" release verify --threshold "$THRESHOLD" --keys "$PUB" --dist "$DIST" "$DIST/release.json"
 
-log "root key list ($THRESHOLD-of-$(ls "$PUB"/*.pub | wc -l))"
+pubs=("$PUB"/*.pub)
+log "root key list ($THRESHOLD-of-${#pubs[@]})"
 "$IMGBUILD" release keys --keys "$PUB" --threshold "$THRESHOLD" --out "$DIST/keys.json"
 for k in $SIGNERS; do
   "$IMGBUILD" release sign --key "$k" --keys "$PUB" "$DIST/keys.json" >/dev/null
@@ -129,7 +130,7 @@ for dir in "$DIST"/*/; do
     if command -v cosign >/dev/null; then
       # With a key, --offline and --insecure-ignore-tlog cosign needs no
       # network; the dead loopback proxy keeps its TUF lookup on this machine.
-      if ! TUF_ROOT=$WORK/tuf HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 NO_PROXY= \
+      if ! TUF_ROOT=$WORK/tuf HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 NO_PROXY='' \
           cosign verify-blob --offline=true --key "$dir/cosign.pub" --signature "$img.cosign.sig" \
           --insecure-ignore-tlog=true "$img" >"$WORK/cosign.log" 2>&1; then
         cat "$WORK/cosign.log" >&2

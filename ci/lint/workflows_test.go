@@ -1,8 +1,10 @@
-// Package lint checks the GitHub Actions workflows: every action pinned to a
-// full commit SHA, no Go run through sudo's secure_path, minimal permissions,
-// a timeout on every job, no untrusted expressions spliced into scripts, a
-// workflow that runs the test suite, and ci/github/release.yml identical to
-// .github/workflows/release.yml.
+// Package lint checks the GitHub Actions workflows: actionlint (with
+// shellcheck) finds nothing, every action pinned to a full commit SHA, no Go
+// run through sudo's secure_path, minimal permissions declared per job, a
+// timeout on every job, no untrusted expressions spliced into scripts, a
+// workflow that runs the test suite, the optional keyless signing job, and
+// ci/github/release.yml identical to .github/workflows/release.yml. It also
+// checks scripts/install-deps.sh's choice of packages per OS.
 package lint
 
 import (
@@ -24,9 +26,10 @@ var unpinnedAllowed = map[string]string{}
 
 // writeAllowed lists the write scopes a job may hold ("file/job" -> scopes),
 // each with the reason in a comment. Top-level permissions are read-only.
-// A job that signs keylessly or uses GitHub's build provenance would be
-// listed here with "id-token" (and "attestations").
-var writeAllowed = map[string][]string{}
+var writeAllowed = map[string][]string{
+	// Keyless cosign: the job's OIDC token is what Fulcio certifies.
+	"release.yml/sign-keyless": {"id-token"},
+}
 
 var (
 	shaPin     = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$`)
@@ -241,6 +244,7 @@ func checkPermissions(t *testing.T, where string, p *yaml.Node) []string {
 }
 
 func TestPermissionsMinimal(t *testing.T) {
+	used := map[string]bool{}
 	for _, w := range loadWorkflows(t) {
 		top := get(w.root, "permissions")
 		if top == nil {
@@ -249,12 +253,16 @@ func TestPermissionsMinimal(t *testing.T) {
 			t.Errorf("%s: top-level permissions write %v; grant writes in the one job that needs them", w.path, writes)
 		}
 		for name, job := range jobs(t, w) {
+			where := w.path + " job " + name
 			p := get(job, "permissions")
 			if p == nil {
+				// Each job names what it needs, so a new job starts from
+				// the top level's nothing, not from another job's scopes.
+				t.Errorf("%s: no permissions: name the scopes this job needs (usually contents: read)", where)
 				continue
 			}
-			where := w.path + " job " + name
-			allowed := writeAllowed[filepath.Base(w.path)+"/"+name]
+			key := filepath.Base(w.path) + "/" + name
+			allowed := writeAllowed[key]
 			for _, scope := range checkPermissions(t, where, p) {
 				ok := false
 				for _, a := range allowed {
@@ -263,8 +271,73 @@ func TestPermissionsMinimal(t *testing.T) {
 				if !ok {
 					t.Errorf("%s: %s: write is not in writeAllowed", where, scope)
 				}
+				used[key+"/"+scope] = true
 			}
 		}
+	}
+	for key, scopes := range writeAllowed {
+		for _, scope := range scopes {
+			if !used[key+"/"+scope] {
+				t.Errorf("writeAllowed grants %s %s: write, which no job holds: drop it", key, scope)
+			}
+		}
+	}
+}
+
+// TestKeylessSigningJob checks the optional keyless job in release.yml: it
+// alone holds id-token: write, runs only when asked, uses no secret, signs
+// every image with a Rekor bundle and verifies each bundle against this
+// workflow's identity and GitHub's OIDC issuer before uploading the bundles.
+func TestKeylessSigningJob(t *testing.T) {
+	var release *workflow
+	for _, w := range loadWorkflows(t) {
+		if w.path == ".github/workflows/release.yml" {
+			release = &w
+		}
+	}
+	if release == nil {
+		t.Fatal(".github/workflows/release.yml not found")
+	}
+	job := jobs(t, *release)["sign-keyless"]
+	if job == nil {
+		t.Fatal("release.yml has no sign-keyless job")
+	}
+	if get(get(job, "permissions"), "id-token") == nil || get(get(job, "permissions"), "id-token").Value != "write" {
+		t.Error("sign-keyless: no id-token: write; cosign cannot get an OIDC token without it")
+	}
+	if c := get(job, "if"); c == nil || !strings.Contains(c.Value, "vars.") {
+		t.Error("sign-keyless: no `if: vars.…`: the keyless job is optional, run only when the repository asks for it")
+	}
+	var script strings.Builder
+	walk(job, func(k, v *yaml.Node) {
+		if k.Value == "run" {
+			script.WriteString(v.Value + "\n")
+		}
+		if v.Kind == yaml.ScalarNode && strings.Contains(v.Value, "secrets.") {
+			t.Errorf("sign-keyless:%d: uses a secret (%s); keyless signing needs only the OIDC token", v.Line, v.Value)
+		}
+	})
+	for _, want := range []string{
+		"cosign sign-blob --yes --bundle \"$img.cosign.bundle\"",
+		"cosign verify-blob --bundle \"$img.cosign.bundle\"",
+		"--certificate-identity-regexp",
+		"--certificate-oidc-issuer https://token.actions.githubusercontent.com",
+	} {
+		if !strings.Contains(script.String(), want) {
+			t.Errorf("sign-keyless: no %q in its scripts", want)
+		}
+	}
+	sign := strings.Index(script.String(), "cosign sign-blob")
+	verify := strings.Index(script.String(), "cosign verify-blob")
+	if sign < 0 || verify < sign {
+		t.Error("sign-keyless: verify-blob must run after sign-blob")
+	}
+	uploads := false
+	walk(job, func(k, v *yaml.Node) {
+		uploads = uploads || (k.Value == "path" && strings.HasSuffix(v.Value, ".cosign.bundle"))
+	})
+	if !uploads {
+		t.Error("sign-keyless: the bundles are not uploaded (upload-artifact with path …cosign.bundle)")
 	}
 }
 
