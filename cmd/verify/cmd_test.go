@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/torwrt/torwrt/internal/cliout"
 	"github.com/torwrt/torwrt/internal/status"
 	"github.com/torwrt/torwrt/internal/updater"
 	"github.com/torwrt/torwrt/internal/updater/updatertest"
@@ -55,8 +56,8 @@ func TestCheckOnce(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
-	var res updater.Result
-	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Status != updater.StatusInstalled {
+	doc, err := cliout.Check[*updater.Result]([]byte(out), cliout.Schema("verify", "check"), code)
+	if err != nil || doc.Result == nil || doc.Result.Status != updater.StatusInstalled {
 		t.Fatalf("result %q: %v", out, err)
 	}
 	if f := updatertest.FlashCalls(t, sysLog); len(f) != 1 {

@@ -41,6 +41,7 @@ func renderTree(t *testing.T, profile string) (string, overlay.Input) {
 	in.UpdateThreshold = 2
 	in.UpdateMirrors = []string{"http://torwrtupdatesxyzabcdefghijklmnopqrstuvwxyz234567abcdefghijkl.onion/releases"}
 	in.FirmwareVersion = "24.10.3-torwrt42"
+	in.Channel, in.Radio.Country = "stable", "DE" // the brand's
 	in.FirmwareBuild = 42
 	in.SourceDateEpoch = 1758316778
 	in.Brand = overlay.StatusBrand{

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,10 +11,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/torwrt/torwrt/internal/cliout"
 	"github.com/torwrt/torwrt/internal/manifest"
 	"github.com/torwrt/torwrt/internal/routerconf"
 	"github.com/torwrt/torwrt/internal/setup"
@@ -196,7 +198,7 @@ func (c *config) updaterConfig(log *slog.Logger, torTime func(context.Context) (
 		}
 	}
 	return updater.Config{
-		Mirrors: c.Mirrors, ManifestName: c.ManifestName, Keys: kr, Threshold: c.Threshold, Board: board,
+		Mirrors: c.Mirrors, ManifestName: c.ManifestName, Keys: kr, Threshold: c.Threshold, Board: board, Channel: c.Channel,
 		SOCKSAddr: c.SOCKS, DownloadDir: c.DownloadDir, StatePath: c.State, Sysupgrade: c.Sysupgrade,
 		MemInfoPath: c.MemInfo, RAMMargin: c.RAMMargin,
 		RequestTimeout: time.Duration(c.RequestTimeout), StallTimeout: time.Duration(c.StallTimeout),
@@ -297,53 +299,109 @@ func newLogger(w io.Writer, debug bool) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
 }
 
+const installSocketUsage = "ask the root install helper on this unix socket to flash, instead of running sysupgrade (the daemon's user cannot flash)"
+
+// setInstaller makes the updater hand verified images to the root install
+// helper at sock (`verify install-helper`) instead of running sysupgrade.
+func setInstaller(ucfg *updater.Config, sock string) {
+	if sock != "" {
+		ucfg.Installer = updater.SocketInstaller{Path: sock}
+	}
+}
+
 // runCheck is `verify check --once`: one update check, for tests and for
-// an owner who wants an update now.
+// an owner who wants an update now. With --json stdout carries exactly one
+// cliout document (torwrt.verify.check/v1) whatever happens; its result is
+// the updater's Result whenever a check ran, refused or failed included.
 func runCheck(ctx context.Context, stdout, stderr io.Writer, args []string) int {
+	doc := cliout.Document[*updater.Result]{Schema: cliout.Schema("verify", "check")}
+	asJSON := cliout.JSONFlag(args)
+	finish := func(code int, err error) int {
+		if asJSON {
+			doc.OK, doc.ExitCode = code == exitOK, code
+			if err != nil && code != exitOK {
+				doc.Error = &cliout.Error{Code: errorCode(code, err), Message: err.Error()}
+			}
+			cliout.Write(stdout, doc)
+		}
+		return code
+	}
+	fail := func(code int, err error) int {
+		fmt.Fprintf(stderr, "verify check: %v\n", err)
+		return finish(code, err)
+	}
 	fs := flag.NewFlagSet("verify check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", defaultConfigPath, "config file")
 	fs.Bool("once", true, "run one check and exit (the only mode; `verify daemon` repeats)")
 	now := fs.Bool("ignore-rollout", false, "install at once instead of waiting for this router's turn in a staged rollout")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
+	fs.Bool("json", false, "print one JSON document (docs/cli.md) on stdout")
 	debug := fs.Bool("debug", false, "debug logging")
+	installSock := fs.String("install-socket", "", installSocketUsage)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
-		return exitUsage
+		return finish(exitUsage, err)
+	}
+	if fs.NArg() != 0 {
+		return fail(exitUsage, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	log := newLogger(stderr, *debug)
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
-		fmt.Fprintf(stderr, "verify check: %v\n", err)
-		return exitUsage
+		return fail(exitUsage, err)
+	}
+	if err := refuseRootOverDaemon(os.Geteuid(), cfg); err != nil {
+		return fail(exitUsage, err)
 	}
 	ucfg, err := cfg.updaterConfig(log, cfg.torTime)
 	if err != nil {
-		fmt.Fprintf(stderr, "verify check: %v\n", err)
-		return exitFailure
+		return fail(exitFailure, err)
 	}
 	ucfg.IgnoreRollout = *now
+	setInstaller(&ucfg, *installSock)
 	if err := checkTrustedKeys(ucfg, cfg.KeysDir); err != nil {
-		fmt.Fprintf(stderr, "verify check: %v\n", err)
-		return exitUsage
+		return fail(exitUsage, err)
 	}
 	u, err := updater.New(ucfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "verify check: %v\n", err)
-		return exitUsage
+		return fail(exitUsage, err)
 	}
 	// The updater has logged the reason; stdout carries the result only.
 	res, err := u.Check(ctx)
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(res)
-	} else {
+	if !asJSON {
 		fmt.Fprintf(stdout, "%s: %s\n", res.Status, res.Reason)
 	}
-	return exitCodeForUpdate(err)
+	doc.Result = res
+	return finish(exitCodeForUpdate(err), err)
+}
+
+// refuseRootOverDaemon: a check as root next to the unprivileged daemon
+// would create root's files in the daemon's state directory and take over
+// its private download directory, and the daemon could then no longer
+// check. When the init script has given those directories to the daemon's
+// user, root is refused with what to run instead.
+func refuseRootOverDaemon(euid int, cfg *config) error {
+	if euid != 0 {
+		return nil
+	}
+	for _, dir := range []string{filepath.Dir(cfg.State), filepath.Join(cfg.DownloadDir, "torwrt-verify")} {
+		fi, err := os.Lstat(dir)
+		if err != nil {
+			continue
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok || st.Uid == 0 {
+			continue
+		}
+		return fmt.Errorf("%w: run as root, but %s belongs to uid %d, the daemon's user: "+
+			"a check as root would take it over. Run the check as that user through the install helper: "+
+			"su -s /bin/sh torwrt -c 'torwrt-verify check --install-socket %s', or restart the daemon "+
+			"(/etc/init.d/torwrt-verify restart), which checks %s after it starts",
+			updater.ErrConfiguration, dir, st.Uid, defaultInstallSocket, time.Duration(cfg.FirstCheck))
+	}
+	return nil
 }
 
 // daemon is the running service: periodic checks, Tor watching, and the
@@ -367,6 +425,7 @@ func runDaemon(ctx context.Context, stdout, stderr io.Writer, args []string) int
 	cfgPath := fs.String("config", defaultConfigPath, "config file")
 	debug := fs.Bool("debug", false, "debug logging")
 	checkOnly := fs.Bool("check-config", false, "load the config and everything it names (keys, board, release file, logo), report, and exit without serving")
+	installSock := fs.String("install-socket", "", installSocketUsage)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -397,6 +456,7 @@ func runDaemon(ctx context.Context, stdout, stderr io.Writer, args []string) int
 		log.Error("not starting", "err", err)
 		return exitFailure
 	}
+	setInstaller(&ucfg, *installSock)
 	if err := checkTrustedKeys(ucfg, cfg.KeysDir); err != nil {
 		log.Error("not starting", "err", err)
 		return exitUsage

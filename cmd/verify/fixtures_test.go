@@ -142,6 +142,7 @@ func (m *mirrorEnv) writeConfig(t testing.TB, extra map[string]any) (cfgPath, sy
 		"keys_dir":        filepath.Join(m.dir, "keys"),
 		"threshold":       2,
 		"board":           updatertest.Board,
+		"channel":         "stable",
 		"socks":           m.socks.Addr,
 		"state":           filepath.Join(m.dir, "state", "state.json"),
 		"download_dir":    filepath.Join(m.dir, "tmp"),

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/torwrt/torwrt/internal/cliout"
 	"github.com/torwrt/torwrt/internal/manifest"
 	"github.com/torwrt/torwrt/internal/updater"
 	"github.com/torwrt/torwrt/internal/usign"
@@ -30,6 +30,7 @@ const (
 	exitSysupgrade = 14 // sysupgrade --test refused the image, or flashing failed
 	exitNetwork    = 15 // no mirror answered (Tor down, mirrors down, timeouts)
 	exitBusy       = 16 // another update check holds the lock
+	exitChannel    = 17 // a signed manifest of another release channel
 )
 
 func init() {
@@ -55,6 +56,8 @@ func exitCodeForUpdate(err error) int {
 		return exitRollback
 	case errors.Is(err, manifest.ErrWrongBoard):
 		return exitWrongBoard
+	case errors.Is(err, updater.ErrWrongChannel):
+		return exitChannel
 	case errors.Is(err, manifest.ErrMalformed), errors.Is(err, manifest.ErrBadSchema):
 		return exitMalformed
 	case errors.Is(err, updater.ErrHashMismatch):
@@ -78,9 +81,31 @@ func exitCodeForUpdate(err error) int {
 }
 
 func runManifest(ctx context.Context, stdout, stderr io.Writer, args []string) int {
+	// With --json, stdout carries exactly one document, whatever happens;
+	// stderr has the message for people either way.
+	doc := cliout.Document[*manifestVerifyResult]{Schema: cliout.Schema("verify", "manifest", "verify")}
+	asJSON := cliout.JSONFlag(args)
+	finish := func(code int, err error) int {
+		if asJSON {
+			doc.OK, doc.ExitCode = code == exitOK, code
+			if err != nil {
+				doc.Error = &cliout.Error{Code: errorCode(code, err), Message: err.Error()}
+			}
+			cliout.Write(stdout, doc)
+		}
+		return code
+	}
+	fail := func(code int, err error) int {
+		fmt.Fprintf(stderr, "verify manifest verify: %v\n", err)
+		return finish(code, err)
+	}
+	reject := func(file string, err error) int {
+		fmt.Fprintf(stderr, "verify manifest verify: REJECTED %s: %v\n", file, err)
+		return finish(exitCodeForUpdate(err), err)
+	}
 	if len(args) == 0 || args[0] != "verify" {
 		fmt.Fprintln(stderr, "usage: verify manifest verify --keys DIR --threshold M [--board NAME --installed BUILD] [--now TIME] [--state FILE] [--json] FILE")
-		return exitUsage
+		return finish(exitUsage, errors.New("want: verify manifest verify [flags] FILE"))
 	}
 	fs := flag.NewFlagSet("verify manifest verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -90,71 +115,60 @@ func runManifest(ctx context.Context, stdout, stderr io.Writer, args []string) i
 	installed := fs.Uint64("installed", 0, "installed build number, for the anti-rollback check with --board")
 	nowFlag := fs.String("now", "", "judge expiry at this RFC 3339 time instead of the system clock")
 	statePath := fs.String("state", "", "updater state file: also check freshness against the last accepted manifest")
-	asJSON := fs.Bool("json", false, "print the verified manifest as JSON")
+	fs.BoolVar(&asJSON, "json", asJSON, "print one JSON document on stdout, success or failure (docs/cli.md)")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
-		return exitUsage
+		// The flag package printed the error and the usage to stderr.
+		return finish(exitUsage, err)
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "verify manifest verify: want one FILE")
-		return exitUsage
+		return fail(exitUsage, errors.New("want one FILE"))
 	}
 	file := fs.Arg(0)
 	now := time.Now()
 	if *nowFlag != "" {
 		t, err := time.Parse(time.RFC3339, *nowFlag)
 		if err != nil {
-			fmt.Fprintf(stderr, "verify manifest verify: --now %q: want RFC 3339, e.g. 2025-11-01T12:00:00Z\n", *nowFlag)
-			return exitUsage
+			return fail(exitUsage, fmt.Errorf("--now %q: want RFC 3339, e.g. 2025-11-01T12:00:00Z", *nowFlag))
 		}
 		now = t
 	}
 	kr, err := usign.LoadKeyDir(*keys)
 	if err != nil {
-		fmt.Fprintf(stderr, "verify manifest verify: %v\n", err)
-		return exitFailure
+		return fail(exitFailure, err)
 	}
 	var st manifest.State
 	if *statePath != "" {
 		s, err := updater.ReadState(*statePath)
 		if err != nil {
-			fmt.Fprintf(stderr, "verify manifest verify: %v\n", err)
-			return exitFailure
+			return fail(exitFailure, err)
 		}
 		st = s.Manifest
 	}
 	b, err := readManifestFile(file)
 	if err != nil {
-		fmt.Fprintf(stderr, "verify manifest verify: REJECTED %s: %v\n", file, err)
-		return exitCodeForUpdate(err)
+		return reject(file, err)
 	}
 	v, err := manifest.Check(b, kr, *threshold, now, st)
 	if err != nil {
-		fmt.Fprintf(stderr, "verify manifest verify: REJECTED %s: %v\n", file, err)
-		return exitCodeForUpdate(err)
+		return reject(file, err)
 	}
 	m := v.Manifest
 	var rel *manifest.Release
 	if *board != "" {
 		rel, err = manifest.Select(m, *board, *installed)
 		if err != nil && !errors.Is(err, manifest.ErrUpToDate) {
-			fmt.Fprintf(stderr, "verify manifest verify: REJECTED %s: %v\n", file, err)
-			return exitCodeForUpdate(err)
+			return reject(file, err)
 		}
 	}
-	if *asJSON {
-		out := struct {
-			Manifest *manifest.Manifest `json:"manifest"`
-			Keys     []string           `json:"signed_by"`
-			Digest   string             `json:"digest"`
-			Selected *manifest.Release  `json:"selected,omitempty"`
-		}{m, v.Keys, v.Digest, rel}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(out)
-		return exitOK
+	if asJSON {
+		doc.Result = &manifestVerifyResult{File: file, PayloadSHA256: v.Digest, Manifest: m, SignedBy: []cliout.Key{}, Selected: rel}
+		for _, k := range v.Keys {
+			doc.Result.SignedBy = append(doc.Result.SignedBy, cliout.Key{Fingerprint: k})
+		}
+		return finish(exitOK, nil)
 	}
 	fmt.Fprintf(stdout, "OK %s: channel %s, sequence %d, valid until %s, signed by %d keys %v, %d releases\n",
 		file, m.Channel, m.Sequence, m.NotAfter.Format(time.RFC3339), len(v.Keys), v.Keys, len(m.Releases))
@@ -164,6 +178,65 @@ func runManifest(ctx context.Context, stdout, stderr io.Writer, args []string) i
 		fmt.Fprintf(stdout, "board %s: build %s is installed and the newest\n", *board, strconv.FormatUint(*installed, 10))
 	}
 	return exitOK
+}
+
+// manifestVerifyResult is the result of `manifest verify --json`
+// (torwrt.verify.manifest.verify/v1).
+type manifestVerifyResult struct {
+	File          string             `json:"file"`
+	PayloadSHA256 string             `json:"payload_sha256"`
+	SignedBy      []cliout.Key       `json:"signed_by"` // the distinct trusted keys counted
+	Manifest      *manifest.Manifest `json:"manifest"`
+	// Selected is the release for --board, absent when the installed
+	// build is the newest.
+	Selected *manifest.Release `json:"selected,omitempty"`
+}
+
+// errorCode is the stable code (docs/cli.md) of a refusal that exits with
+// code; usign tells an unknown key from a bad signature under exit 4.
+func errorCode(code int, err error) string {
+	switch code {
+	case exitUsage:
+		if errors.Is(err, manifest.ErrConfig) || errors.Is(err, updater.ErrConfiguration) {
+			return cliout.CodeConfig
+		}
+		return cliout.CodeUsage
+	case exitUnsigned:
+		return cliout.CodeUnsigned
+	case exitBadSig:
+		if errors.Is(err, usign.ErrUnknownKey) {
+			return cliout.CodeUnknownKey
+		}
+		return cliout.CodeBadSignature
+	case exitWrongBoard:
+		return cliout.CodeWrongBoard
+	case exitMalformed:
+		return cliout.CodeMalformed
+	case exitThreshold:
+		return cliout.CodeThreshold
+	case exitExpired:
+		return cliout.CodeExpired
+	case exitReplay:
+		return cliout.CodeReplay
+	case exitRollback:
+		return cliout.CodeRollback
+	case exitTooLarge:
+		return cliout.CodeTooLarge
+	case exitMismatch:
+		return cliout.CodeMismatch
+	case exitNoMemory:
+		return cliout.CodeNoMemory
+	case exitSysupgrade:
+		return cliout.CodeSysupgrade
+	case exitNetwork:
+		return cliout.CodeNetwork
+	case exitBusy:
+		return cliout.CodeBusy
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return cliout.CodeNotFound
+	}
+	return cliout.CodeFailed
 }
 
 // readManifestFile reads at most manifest.MaxSize+1 bytes, so a huge file

@@ -58,6 +58,11 @@ type Brand struct {
 	KeyFiles  []string `yaml:"release_keys" json:"key_files"`
 	Threshold int      `yaml:"threshold" json:"threshold"` // signatures an update needs
 	Channel   string   `yaml:"channel" json:"channel"`     // release channel, e.g. stable
+	// Country is the ISO 3166-1 alpha-2 code of the country the routers
+	// are used in: the Wi-Fi regulatory domain (channels, power). Optional
+	// here; a build without it (and without imgbuild build --country)
+	// fails, since the router's Wi-Fi is never enabled without one.
+	Country string `yaml:"country,omitempty" json:"country,omitempty"`
 
 	Extra      []string           `yaml:"-" json:"-"`
 	Dir        string             `yaml:"-" json:"-"` // the brand directory
@@ -242,7 +247,7 @@ func yamlMsg(msg string) string {
 // reflectFields lists the keys brand.yaml may hold, by mapping.
 var reflectFields = map[string][]string{
 	"": {"id", "product_name", "vendor", "hostname", "ssid_prefix", "support_url", "language", "banner", "logo",
-		"colors", "texts", "update_mirrors", "release_keys", "threshold", "channel"},
+		"colors", "texts", "update_mirrors", "release_keys", "threshold", "channel", "country"},
 	"colors": {"primary", "background", "text"},
 	"texts":  {"tagline", "footer", "tor_up", "tor_starting", "tor_down", "net_off", "net_medium", "net_max", "net_unknown"},
 }
@@ -366,6 +371,11 @@ func (v *validator) brand(b *Brand) {
 			v.addf(c.field, "missing: want %s", c.hint)
 		case !c.re.MatchString(c.val):
 			v.addf(c.field, "%q: want %s", c.val, c.hint)
+		}
+	}
+	if b.Country != "" {
+		if err := CheckCountry(b.Country); err != nil {
+			v.addf("country", "%v", err)
 		}
 	}
 	v.text("vendor", b.Vendor, 100, true)
@@ -669,6 +679,9 @@ func (b *Brand) Warnings() []string {
 	}
 	if len(b.Mirrors) == 1 {
 		w = append(w, "update_mirrors: only one mirror; routers cannot update while it is down")
+	}
+	if b.Country == "" {
+		w = append(w, "country: not set; every build needs --country XX (the Wi-Fi regulatory domain): set the country your routers are used in")
 	}
 	return w
 }

@@ -41,6 +41,7 @@ update_mirrors:
 release_keys: [release.pub]
 threshold: 1
 channel: stable
+country: DE
 `
 
 const (
@@ -124,6 +125,44 @@ func TestLoadGood(t *testing.T) {
 	}
 	if w := b.Warnings(); len(w) != 1 || !strings.Contains(w[0], "support_url") {
 		t.Fatalf("warnings %q", w)
+	}
+	if b.Country != "DE" {
+		t.Fatalf("country %q", b.Country)
+	}
+}
+
+// A brand without a country loads (a build must then name one), and
+// brand check says so.
+func TestCountryOptionalButWarned(t *testing.T) {
+	files := goodFiles(t)
+	yamlEdit("country: DE\n", "")(t, files)
+	b, err := Load(writeBrand(t, files), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(b.Warnings(), "\n")
+	if b.Country != "" || !strings.Contains(w, "country: not set") || !strings.Contains(w, "--country") {
+		t.Fatalf("country %q, warnings:\n%s", b.Country, w)
+	}
+}
+
+func TestCountries(t *testing.T) {
+	cs := Countries()
+	// The officially assigned codes as of ISO 3166-1:2020 and its
+	// newsletters: 249 (SS 2011, BQ/CW/SX 2010 included).
+	if len(cs) != 249 {
+		t.Fatalf("%d codes", len(cs))
+	}
+	for _, c := range []string{"DE", "US", "GB", "BR", "JP", "SS", "CW", "AX", "TW"} {
+		if !IsCountry(c) || CheckCountry(c) != nil || CountryName(c) == "" {
+			t.Errorf("%s refused", c)
+		}
+	}
+	// Reserved, user-assigned, withdrawn, lower case, other lengths.
+	for _, c := range []string{"UK", "EU", "EL", "XK", "AN", "YU", "CS", "ZZ", "AA", "QM", "00", "de", "De", "D", "DEU", "", " DE"} {
+		if IsCountry(c) || CheckCountry(c) == nil {
+			t.Errorf("%q accepted", c)
+		}
 	}
 }
 
@@ -260,6 +299,13 @@ func badCases(t *testing.T) []badCase {
 		{"ssid prefix too long", yamlEdit("ssid_prefix: TestNet", "ssid_prefix: TestNetworkWithALongName"), "brand.yaml", "ssid_prefix", "must fit 32 bytes"},
 		{"language", yamlEdit("language: en", "language: english"), "brand.yaml", "language", "language tag"},
 		{"channel", yamlEdit("channel: stable", "channel: Stable!"), "brand.yaml", "channel", "lowercase"},
+		{"country unassigned", yamlEdit("country: DE", "country: XX"), "brand.yaml", "country", "not an officially assigned ISO 3166-1 alpha-2"},
+		{"country uk", yamlEdit("country: DE", "country: UK"), "brand.yaml", "country", `the United Kingdom is "GB"`},
+		{"country lowercase", yamlEdit("country: DE", "country: de"), "brand.yaml", "country", `capitals: "DE" (Germany)`},
+		{"country world domain", yamlEdit("country: DE", `country: "00"`), "brand.yaml", "country", "world regulatory domain"},
+		{"country alpha-3", yamlEdit("country: DE", "country: DEU"), "brand.yaml", "country", "not an officially assigned"},
+		{"country withdrawn", yamlEdit("country: DE", "country: AN"), "brand.yaml", "country", "not an officially assigned"},
+		{"country number", yamlEdit("country: DE", "country: 276"), "brand.yaml", "country", "not an officially assigned"},
 		// Structure.
 		{"id mismatch", yamlEdit("id: test", "id: acme"), "brand.yaml", "id", `"acme" does not match its directory "test"`},
 		{"unknown field", yamlEdit("channel: stable", "channel: stable\nwifi_password: hunter2"), "brand.yaml", "wifi_password", "unknown field"},
@@ -379,9 +425,17 @@ func TestCreate(t *testing.T) {
 	if b.ProductName != "Acme Co" || b.SSIDPrefix != "AcmeCo" || b.Hostname != "acme-co" || b.Dir != filepath.Join(root, "acme-co") {
 		t.Fatalf("%+v", b)
 	}
-	// What Create wrote loads again, from its final place.
-	if _, err := Load(root, "acme-co"); err != nil {
-		t.Fatal(err)
+	// What Create wrote loads again, from its final place. Without a
+	// country the scaffold leaves the field for the vendor to fill in.
+	if again, err := Load(root, "acme-co"); err != nil || again.Country != "" || again.Channel != "stable" {
+		t.Fatalf("%v %+v", err, again)
+	}
+	if y, _ := os.ReadFile(filepath.Join(root, "acme-co", "brand.yaml")); !strings.Contains(string(y), "# country: DE # CHANGE ME") {
+		t.Errorf("scaffold lacks the country line:\n%s", y)
+	}
+	withCountry, err := Create(filepath.Join(t.TempDir(), "brands"), Scaffold{ID: "gb-co", KeyName: "a.pub", PublicKey: pub, Country: "GB"})
+	if err != nil || withCountry.Country != "GB" {
+		t.Fatalf("scaffold with country: %v %+v", err, withCountry)
 	}
 	entries, _ := os.ReadDir(root)
 	if len(entries) != 1 {
@@ -397,6 +451,7 @@ func TestCreate(t *testing.T) {
 		{Scaffold{ID: "x", KeyName: "a.pub", PublicKey: []byte("junk")}, "public key"},
 		{Scaffold{ID: "x", KeyName: "../a.pub", PublicKey: pub}, "file name"},
 		{Scaffold{ID: "x", KeyName: "a.pub", PublicKey: pub, Primary: "#ffee00"}, "contrast"},
+		{Scaffold{ID: "x", KeyName: "a.pub", PublicKey: pub, Country: "UK"}, `country: "UK"`},
 	} {
 		if _, err := Create(root, c.s); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: %v, want %q", c.s.ID, err, c.want)

@@ -19,6 +19,9 @@ type Scaffold struct {
 	ProductName string
 	Vendor      string
 	Primary     string // #rrggbb
+	// Country is the Wi-Fi country (ISO 3166-1 alpha-2); empty writes a
+	// commented-out line the vendor must fill in before a build.
+	Country string
 	// KeyName is the public key's file name in the brand dir and
 	// PublicKey its contents (a usign .pub file).
 	KeyName   string
@@ -47,6 +50,11 @@ func Create(root string, s Scaffold) (*Brand, error) {
 	}
 	if r := Contrast(s.Primary, "#ffffff"); r < MinContrast {
 		return nil, fmt.Errorf("primary colour %s has contrast %.1f:1 on the white background, need at least %.1f:1; pick a darker one", s.Primary, r, MinContrast)
+	}
+	if s.Country != "" {
+		if err := CheckCountry(s.Country); err != nil {
+			return nil, fmt.Errorf("country: %w", err)
+		}
 	}
 	if !assetRE.MatchString(s.KeyName) || !strings.HasSuffix(s.KeyName, ".pub") {
 		return nil, fmt.Errorf("public key file name %q: want a plain file name ending in .pub", s.KeyName)
@@ -155,7 +163,9 @@ hostname: ` + host + `
 ssid_prefix: ` + q(ssid) + `
 # The language of the texts below, e.g. en, de or pt-BR.
 language: en
+# The release channel: routers accept only update manifests of this channel.
 channel: stable
+` + scaffoldCountry(s.Country) + `
 # Linked from the status page: https:// or http://<v3 address>.onion.
 support_url: "https://support.example.com/` + s.ID + `" # CHANGE ME
 
@@ -197,6 +207,20 @@ release_keys:
   - ` + s.KeyName + `
 threshold: 1
 `
+}
+
+// scaffoldCountry is the country field: set when the vendor gave one, else
+// a commented line (builds then fail until it is set or --country given).
+func scaffoldCountry(c string) string {
+	const doc = `# The Wi-Fi country: ISO 3166-1 alpha-2 code of the country the routers are
+# used in (channels and transmit power follow its rules). Without it a build
+# fails (or needs imgbuild build --country XX): the router never enables
+# Wi-Fi without a country.
+`
+	if c == "" {
+		return doc + "# country: DE # CHANGE ME, then remove the leading #"
+	}
+	return doc + "country: " + c + " # " + CountryName(c)
 }
 
 func scaffoldBanner(product string) string {

@@ -139,6 +139,9 @@ type Verified struct {
 	Keys []string
 	// Ignored says, per signature that did not count, why not.
 	Ignored []string
+	// Envelope is the envelope exactly as verified, for a second verifier
+	// (the root install helper) that trusts no one's word for it.
+	Envelope []byte
 }
 
 // Verify checks b, an envelope, and returns its manifest. In order: size,
@@ -169,7 +172,7 @@ func Check(b []byte, keys *usign.Keyring, threshold int, now time.Time, st State
 		return nil, err
 	}
 	sum := sha256.Sum256(env.Signed)
-	v := &Verified{Manifest: m, Digest: hex.EncodeToString(sum[:]), Keys: signers, Ignored: ignored}
+	v := &Verified{Manifest: m, Digest: hex.EncodeToString(sum[:]), Keys: signers, Ignored: ignored, Envelope: b}
 	if err := checkTime(m, now); err != nil {
 		return nil, err
 	}

@@ -269,6 +269,7 @@ func renderTree(t *testing.T) string {
 	in.ReleaseKeys = []overlay.ReleaseKey{{Fingerprint: pub.Fingerprint.String(), PublicKey: pub.Marshal()}}
 	in.UpdateMirrors = []string{"https://updates.torwrt.example/releases"}
 	in.FirmwareVersion = "netleak"
+	in.Channel, in.Radio.Country = "stable", "DE" // the brand's
 	in.SourceDateEpoch = 1758316778
 
 	dir := filepath.Join(t.TempDir(), "files")

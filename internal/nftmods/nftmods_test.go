@@ -33,6 +33,7 @@ func rendered(t *testing.T, profile string) []byte {
 	in.ReleaseKeys = []overlay.ReleaseKey{{Fingerprint: pub.Fingerprint.String(), PublicKey: pub.Marshal()}}
 	in.UpdateMirrors = []string{"https://updates.torwrt.example/releases"}
 	in.FirmwareVersion = "nftmods"
+	in.Channel, in.Radio.Country = "stable", "DE" // the brand's
 	in.SourceDateEpoch = 1758316778
 	dir := filepath.Join(t.TempDir(), "files")
 	if _, err := overlay.Render(t.Context(), in, dir); err != nil {

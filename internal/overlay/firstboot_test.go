@@ -35,7 +35,10 @@ func TestFirstBoot(t *testing.T) {
 	writeAt(t, root, "etc/dropbear/authorized_keys", "ssh-ed25519 AAAA old-vendor-key\n")
 
 	fakes := map[string]string{
-		"fakebin/uci":         "#!/bin/sh\necho \"$*\" >>/log/uci\n",
+		// uci records its arguments; "get" of the radio's country reads
+		// the file as the real uci would.
+		"fakebin/uci": "#!/bin/sh\necho \"$*\" >>/log/uci\n" +
+			"[ \"$*\" = \"-q get wireless.radio0.country\" ] && sed -n \"s/^\toption country '\\(.*\\)'$/\\1/p\" /etc/config/wireless\nexit 0\n",
 		"fakebin/passwd":      "#!/bin/sh\n{ echo \"passwd $*\"; cat; } >>/log/passwd\n",
 		"fakebin/logger":      "#!/bin/sh\necho \"$*\" >>/log/logger\n",
 		"fakebin/dropbearkey": "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = -f ] && f=$2; shift; done\necho made-on-device >\"$f\"\n",
@@ -104,6 +107,9 @@ func TestFirstBoot(t *testing.T) {
 				}
 			}
 		}
+		if strings.Contains(uciLog, "disabled=1") || !strings.Contains(uciLog, "-q get wireless.radio0.country\n") {
+			t.Errorf("the radio's country was not checked, or Wi-Fi kept off:\n%s", uciLog)
+		}
 		if !strings.HasSuffix(uciLog, "-q commit wireless\n") {
 			t.Errorf("uci log does not end with the commit:\n%s", uciLog)
 		}
@@ -162,6 +168,38 @@ func TestFirstBoot(t *testing.T) {
 		}
 		if !strings.Contains(read("log/logger"), "WIFI_KEY_TOR_MAX missing or malformed") {
 			t.Errorf("no log line about the malformed secret: %q", read("log/logger"))
+		}
+	})
+
+	// An image whose wireless config lost its country (or never had one)
+	// boots with Wi-Fi off; everything else still starts.
+	t.Run("no_country_keeps_wifi_off", func(t *testing.T) {
+		wireless := read("rom/etc/config/wireless")
+		defer writeAt(t, root, "rom/etc/config/wireless", wireless)
+		if !strings.Contains(wireless, "\toption country 'DE'\n") {
+			t.Fatalf("rendered wireless config has no country:\n%s", wireless)
+		}
+		for _, bad := range []string{"", "\toption country ''\n", "\toption country '00'\n", "\toption country 'de'\n"} {
+			writeAt(t, root, "rom/etc/config/wireless", strings.Replace(wireless, "\toption country 'DE'\n", bad, 1))
+			out, err := boot(t)
+			if err != nil {
+				t.Fatalf("country %q: boot failed: %v\n%s\nlogger: %s", bad, err, out, read("log/logger"))
+			}
+			uciLog := read("log/uci")
+			if strings.Contains(uciLog, "disabled=0") || strings.Contains(uciLog, ".key=") {
+				t.Errorf("country %q: Wi-Fi enabled:\n%s", bad, uciLog)
+			}
+			for _, want := range []string{"-q set wireless.radio0.disabled=1\n", "-q set wireless.wifi_tor_off.disabled=1\n", "-q set wireless.wifi_tor_max.disabled=1\n", "-q commit wireless\n"} {
+				if !strings.Contains(uciLog, want) {
+					t.Errorf("country %q: uci lacks %q:\n%s", bad, want, uciLog)
+				}
+			}
+			if !strings.Contains(read("log/logger"), "no Wi-Fi country") {
+				t.Errorf("country %q: no log line: %q", bad, read("log/logger"))
+			}
+			if !strings.Contains(read("log/rc"), "torwrt-firewall enable\n") {
+				t.Errorf("country %q: the firewall was not enabled: %q", bad, read("log/rc"))
+			}
 		}
 	})
 

@@ -70,6 +70,8 @@ func testInput(t testing.TB, profile string) Input {
 		"http://torwrtupdatesxyzabcdefghijklmnopqrstuvwxyz234567abcdefghijkl.onion/releases",
 	}
 	in.FirmwareVersion = "24.10.3-torwrt.1"
+	in.Channel = "stable"
+	in.Radio.Country = "DE"
 	in.FirmwareBuild = 7
 	in.Brand = StatusBrand{
 		Vendor:     "The torwrt project",

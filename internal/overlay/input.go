@@ -15,6 +15,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/torwrt/torwrt/internal/brand"
 	"github.com/torwrt/torwrt/internal/routerconf"
 	"github.com/torwrt/torwrt/internal/usign"
 )
@@ -70,7 +71,11 @@ type Input struct {
 	ReleaseKeys     []ReleaseKey `json:"release_keys"`
 	UpdateMirrors   []string     `json:"update_mirrors"`
 	UpdateThreshold int          `json:"update_threshold"`
-	FirmwareVersion string       `json:"firmware_version"`
+	// Channel is the brand's release channel, e.g. "stable": written to
+	// /etc/torwrt/verify.json, and the router's updater refuses a
+	// manifest of any other channel.
+	Channel         string `json:"channel"`
+	FirmwareVersion string `json:"firmware_version"`
 	// FirmwareBuild is the release's build number, written to
 	// /etc/torwrt/release.json. The updater's anti-rollback compares it
 	// with the manifest's "build", so it must grow with every release
@@ -154,8 +159,11 @@ type Radio struct {
 	Band    string `json:"band"`
 	Channel string `json:"channel"`
 	HTMode  string `json:"htmode"`
-	// Country is an ISO 3166 code; empty leaves the driver's default.
-	Country string `json:"country,omitempty"`
+	// Country is the Wi-Fi regulatory domain, an officially assigned
+	// ISO 3166-1 alpha-2 code (the brand's, or imgbuild build --country).
+	// Required: every image enables Wi-Fi at first boot, and no radio may
+	// transmit under the driver's guess.
+	Country string `json:"country"`
 }
 
 // Bridge holds a bridge relay's limits. Tor counts bandwidth in bytes.
@@ -315,7 +323,6 @@ var (
 	reSwitch   = regexp.MustCompile(`^switch[0-9]$`)
 	reSwPorts  = regexp.MustCompile(`^[0-9]{1,2}[tu*]?( [0-9]{1,2}[tu*]?)*$`)
 	reRadio    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9/._:+-]{0,127}$`)
-	reCountry  = regexp.MustCompile(`^([A-Z]{2}|00)$`)
 	reFP       = regexp.MustCompile(`^[0-9a-f]{16}$`)
 	reVersion  = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+~_-]{0,63}$`)
 	reFilePath = regexp.MustCompile(`^(/[A-Za-z0-9._+-]+)+$`)
@@ -441,6 +448,9 @@ func (in Input) Validate() error {
 		v.addf("update_threshold", in.UpdateThreshold, "must be at least 1")
 	}
 	v.mirrors(in.UpdateMirrors)
+	if !routerconf.IsChannel(in.Channel) {
+		v.addf("channel", in.Channel, "must be the brand's release channel (e.g. stable): 1-128 of A-Z a-z 0-9 . _ + , : ~ @ -; the router accepts only manifests of this channel")
+	}
 	v.match("firmware_version", in.FirmwareVersion, reVersion)
 	if in.FirmwareBuild < 1 {
 		v.addf("firmware_build", in.FirmwareBuild, "must be at least 1: the updater compares builds, and 0 means unknown")
@@ -636,8 +646,13 @@ func (v *validator) radio(r Radio) {
 		}
 	}
 	v.oneOf("radio.htmode", r.HTMode, htmodes)
-	if r.Country != "" {
-		v.match("radio.country", r.Country, reCountry)
+	switch {
+	case r.Country == "":
+		v.addf("radio.country", r.Country, "is required: the image enables Wi-Fi at first boot, and radios must not transmit without a regulatory country; set country in the brand or pass imgbuild build --country XX (ISO 3166-1 alpha-2)")
+	default:
+		if err := brand.CheckCountry(r.Country); err != nil {
+			v.addf("radio.country", r.Country, "%v", err)
+		}
 	}
 }
 

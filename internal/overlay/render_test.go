@@ -11,15 +11,18 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/torwrt/torwrt/internal/profile"
 	"github.com/torwrt/torwrt/internal/routerconf"
 	"github.com/torwrt/torwrt/internal/uci"
 )
@@ -434,8 +437,14 @@ func TestRouterConfContract(t *testing.T) {
 			// The first-boot script writes the file the daemon shows and
 			// removes the flag the daemon checks.
 			fb := string(read("/etc/uci-defaults/90-torwrt-firstboot"))
-			if !strings.Contains(fb, "\nSECRETS="+c.Setup.SecretsFile+"\n") || !strings.Contains(fb, "rm -f "+c.Setup.DoneFile+"\n") {
-				t.Errorf("first-boot script does not use %s and %s", c.Setup.SecretsFile, c.Setup.DoneFile)
+			if !strings.Contains(fb, "\nSECRETS="+c.Setup.SecretsFile+"\n") || !strings.Contains(fb, "rm -f "+c.Setup.DoneFile+"\n") ||
+				!strings.Contains(fb, "rm -f "+routerconf.SetupConfirmedFile+"\n") {
+				t.Errorf("first-boot script does not use %s, %s and %s", c.Setup.SecretsFile, c.Setup.DoneFile, routerconf.SetupConfirmedFile)
+			}
+			// The daemon, as user torwrt, writes only its state directory:
+			// the done flag must be there.
+			if path.Dir(c.Setup.DoneFile) != path.Dir(c.State) {
+				t.Errorf("setup.done_file %s is outside the daemon's state directory %s", c.Setup.DoneFile, path.Dir(c.State))
 			}
 			// Tor listens where the daemon connects.
 			torrc := string(read("/etc/tor/torrc"))
@@ -447,10 +456,13 @@ func TestRouterConfContract(t *testing.T) {
 
 			// The state survives sysupgrade: keep.d lists its directory.
 			keep := strings.Split(string(read("/lib/upgrade/keep.d/torwrt")), "\n")
-			for _, p := range []string{path.Dir(c.State) + "/", c.Setup.SecretsFile, c.Setup.DoneFile} {
+			for _, p := range []string{path.Dir(c.State) + "/", c.Setup.SecretsFile, routerconf.SetupConfirmedFile} {
 				if !slices.Contains(keep, p) {
 					t.Errorf("keep.d does not list %s", p)
 				}
+			}
+			if !slices.Contains(keep, path.Dir(c.Setup.DoneFile)+"/") && !slices.Contains(keep, c.Setup.DoneFile) {
+				t.Errorf("keep.d keeps neither %s nor its directory", c.Setup.DoneFile)
 			}
 			// Policy never survives sysupgrade: keep.d lists no
 			// configuration of the image's, in particular nothing of
@@ -529,5 +541,84 @@ func TestCustomBanner(t *testing.T) {
 	}
 	if string(b) != "  Acme Privacy Box\n" {
 		t.Errorf("/etc/banner = %q", b)
+	}
+}
+
+// TestInitScriptSecretsMode runs the rendered init script's prepare_dirs
+// (paths moved into a temporary directory, chown and chgrp recorded, not
+// run) through the life of the setup flag: the secrets are the daemon
+// group's until the owner confirms, root's afterwards, and stay root's
+// when the daemon's user deletes its own flag.
+func TestInitScriptSecretsMode(t *testing.T) {
+	sh := requireTool(t, "sh", "dash")
+	dir, _ := renderTo(t, testInput(t, "gl-ar150"))
+	initd, err := os.ReadFile(filepath.Join(dir, "etc", "init.d", "torwrt-verify"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn := regexp.MustCompile(`(?ms)^prepare_dirs\(\) \{\n.*?^\}\n`).Find(initd)
+	if fn == nil {
+		t.Fatal("init script has no prepare_dirs function")
+	}
+	root := t.TempDir()
+	script := "VERIFY_USER=torwrt\nCAPS=" + root + "/etc/capabilities/torwrt-verify.json\n" +
+		"chown() { echo \"chown $*\" >>" + root + "/log; }\nchgrp() { echo \"chgrp $*\" >>" + root + "/log; }\n" +
+		strings.ReplaceAll(string(fn), "/etc/", root+"/etc/") + "prepare_dirs\n"
+	secrets := root + routerconf.SecretsFile
+	if err := os.MkdirAll(filepath.Dir(secrets), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(secrets, []byte("ROOT_PASSWORD=x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	step := func(name string, wantMode os.FileMode, wantLog string) {
+		t.Helper()
+		os.Remove(root + "/log")
+		if out, err := exec.Command(sh, "-c", script).CombinedOutput(); err != nil {
+			t.Fatalf("%s: prepare_dirs: %v\n%s", name, err, out)
+		}
+		fi, err := os.Stat(secrets)
+		if err != nil || fi.Mode().Perm() != wantMode {
+			t.Errorf("%s: secrets file %v %v, want mode %v", name, fi.Mode(), err, wantMode)
+		}
+		log, _ := os.ReadFile(root + "/log")
+		if !strings.Contains(string(log), wantLog) {
+			t.Errorf("%s: init script ran\n%s\nwant %q", name, log, wantLog)
+		}
+	}
+	step("before confirming", 0o640, "chgrp torwrt "+secrets)
+	if _, err := os.Stat(root + routerconf.StateDir); err != nil {
+		t.Fatalf("no state directory: %v", err)
+	}
+	// The daemon (its user owns the state directory) records the confirmation.
+	if err := os.WriteFile(root+routerconf.SetupDoneFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	step("after confirming", 0o600, "chown root:root "+secrets)
+	if _, err := os.Stat(root + routerconf.SetupConfirmedFile); err != nil {
+		t.Errorf("no root record of the confirmation: %v", err)
+	}
+	// A compromised daemon removes its flag: the secrets stay root's.
+	os.Remove(root + routerconf.SetupDoneFile)
+	step("flag removed by the daemon", 0o600, "chown root:root "+secrets)
+}
+
+// TestProfilesInstallUjail: the init script runs the daemon as its own
+// user only under ujail (/sbin/ujail, package procd-ujail); without it the
+// daemon runs as root. Every current profile installs it explicitly, so
+// an ImageBuilder whose defaults lack it cannot silently drop the boundary.
+func TestProfilesInstallUjail(t *testing.T) {
+	for _, id := range []string{"gl-ar150", "gl-mt300a", "gl-ar150-24.10", "gl-mt300a-24.10"} {
+		p, err := profile.Load(filepath.Join("..", "..", "profiles"), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(p.Packages.Add, "procd-ujail") || slices.Contains(p.Packages.Remove, "procd-ujail") {
+			t.Errorf("profile %s does not install procd-ujail (packages.add %v, remove %v)", id, p.Packages.Add, p.Packages.Remove)
+		}
+	}
+	initd, err := os.ReadFile(filepath.Join("..", "..", "overlay", "root", "etc", "init.d", "torwrt-verify"))
+	if err != nil || !bytes.Contains(initd, []byte("[ -x /sbin/ujail ]")) {
+		t.Errorf("the init script no longer tests for /sbin/ujail (%v): update this test", err)
 	}
 }

@@ -36,11 +36,12 @@ type tmplData struct {
 	Daemon  routerconf.Config
 	Release routerconf.Release
 	// Paths on the router that the scripts and the daemon share.
-	ConfigPath    string
-	StateDir      string
-	SecretsFile   string
-	SetupDoneFile string
-	SetupURL      string
+	ConfigPath         string
+	StateDir           string
+	SecretsFile        string
+	SetupDoneFile      string
+	SetupConfirmedFile string
+	SetupURL           string
 }
 
 type netData struct {
@@ -124,6 +125,7 @@ func newTmplData(in Input) tmplData {
 	d.StateDir = routerconf.StateDir
 	d.SecretsFile = routerconf.SecretsFile
 	d.SetupDoneFile = routerconf.SetupDoneFile
+	d.SetupConfirmedFile = routerconf.SetupConfirmedFile
 	d.SetupURL = "http://" + d.Max.Addr + routerconf.SetupPath
 	d.Daemon = daemonConfig(in, d.Nets)
 	d.Release = routerconf.Release{Product: in.ProductName, Version: in.FirmwareVersion, Build: in.FirmwareBuild}
@@ -136,6 +138,7 @@ func daemonConfig(in Input, nets []netData) routerconf.Config {
 	c := routerconf.Config{
 		Mirrors:     slices.Clone(in.UpdateMirrors),
 		KeysDir:     KeysDir,
+		Channel:     in.Channel,
 		Threshold:   in.UpdateThreshold,
 		Board:       in.Board,
 		SOCKS:       "127.0.0.1:" + strconv.Itoa(PortSocks),

@@ -83,6 +83,14 @@ func TestTorVerifyConfig(t *testing.T) {
 					t.Fatal(err)
 				}
 				tmp := t.TempDir()
+				// The data directory as OpenWrt's tor init script makes
+				// it before tor starts: 0700, tor's. Tor must make it
+				// group-readable itself (the cookie's directory, for
+				// torwrt-verify in tor's group) and say nothing about it.
+				data := filepath.Join(tmp, "data")
+				if err := os.Mkdir(data, 0o700); err != nil {
+					t.Fatal(err)
+				}
 				adapted := adaptTorrc(t, string(torrc), tmp)
 				path := filepath.Join(tmp, "torrc")
 				if err := os.WriteFile(path, []byte(adapted), 0o644); err != nil {
@@ -100,7 +108,11 @@ func TestTorVerifyConfig(t *testing.T) {
 						t.Errorf("unexpected tor warning: %s", line)
 					}
 				}
-				for _, want := range []string{"TransPort 10.72.0.1:9040", "DNSPort 10.72.0.1:9053", "SocksPort 10.73.0.1:9050", "ControlPort 127.0.0.1:9051", "CookieAuthentication 1"} {
+				if fi, err := os.Stat(data); err != nil || fi.Mode().Perm() != 0o750 {
+					t.Errorf("data directory after tor --verify-config: %v %v, want mode 0750 (group-readable for the cookie)", fi, err)
+				}
+				for _, want := range []string{"TransPort 10.72.0.1:9040", "DNSPort 10.72.0.1:9053", "SocksPort 10.73.0.1:9050", "ControlPort 127.0.0.1:9051", "CookieAuthentication 1",
+					"CookieAuthFileGroupReadable 1", "DataDirectoryGroupReadable 1", "KeyDirectoryGroupReadable 0"} {
 					if !strings.Contains(adapted, want+"\n") {
 						t.Errorf("torrc lacks %q", want)
 					}

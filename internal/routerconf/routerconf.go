@@ -47,8 +47,15 @@ const (
 	BoardFile = "/tmp/sysinfo/board_name"
 	// SecretsFile holds the per-device secrets made at first boot (0600).
 	SecretsFile = "/etc/torwrt/device-secrets"
-	// SetupDoneFile exists once the owner has confirmed the secrets.
-	SetupDoneFile = "/etc/torwrt/setup-done"
+	// SetupDoneFile exists once the owner has confirmed the secrets. The
+	// daemon creates it, so it lives in the daemon's state directory, the
+	// one place in /etc/torwrt its own user (torwrt) may write.
+	SetupDoneFile = StateDir + "/setup-done"
+	// SetupConfirmedFile is root's record that the init script has seen
+	// SetupDoneFile. From then on the secrets file stays root's 0600 even
+	// if the daemon's user removes SetupDoneFile; only the first-boot
+	// script, making new secrets, removes both.
+	SetupConfirmedFile = "/etc/torwrt/setup-confirmed"
 	// LogoBase is the logo's path without its extension (.svg or .png).
 	LogoBase = "/etc/torwrt/logo"
 
@@ -83,6 +90,10 @@ type Config struct {
 	// Mirrors are update base URLs, tried in order.
 	Mirrors      []string `json:"mirrors"`
 	ManifestName string   `json:"manifest_name,omitempty"`
+	// Channel is the release channel (the brand's, e.g. "stable"): the
+	// updater refuses a manifest of any other channel. Required: a router
+	// that does not know its channel accepts no manifest.
+	Channel string `json:"channel"`
 	// KeysDir holds the trusted usign public keys, named by fingerprint.
 	KeysDir string `json:"keys_dir,omitempty"`
 	// Threshold is how many distinct trusted keys must sign a manifest.
@@ -330,6 +341,12 @@ func (c *Config) Validate() error {
 	k.mirrors(c.Mirrors)
 	if c.ManifestName != "" && !isFileName(c.ManifestName) {
 		k.addf("manifest_name", "%q must be a bare file name", c.ManifestName)
+	}
+	switch {
+	case c.Channel == "":
+		k.addf("channel", `the release channel whose manifests this router accepts (e.g. "stable") is required`)
+	case !IsChannel(c.Channel):
+		k.addf("channel", "%q must be 1-128 of A-Z a-z 0-9 . _ + , : ~ @ - (a manifest channel name)", c.Channel)
 	}
 	if c.Threshold < 0 || c.Threshold > 64 {
 		k.addf("threshold", "%d must be between 1 and 64", c.Threshold)
@@ -586,6 +603,20 @@ func containsAddr(ps []netip.Prefix, a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// IsChannel reports whether s can be a manifest's channel: 1-128 bytes
+// of [A-Za-z0-9._+,:~@-], the names internal/manifest accepts.
+func IsChannel(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && strings.IndexByte("._+,:~@-", c) < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // IsColor reports whether s is #rrggbb.

@@ -2,6 +2,7 @@ package routerconf
 
 import (
 	"errors"
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 // valid is a complete config as the overlay renders it.
 const valid = `{
   "mirrors": ["http://torwrtupdatesxyzabcdefghijklmnopqrstuvwxyz234567abcdefghijkl.onion/releases"],
+  "channel": "stable",
   "keys_dir": "/etc/torwrt/keys",
   "threshold": 2,
   "board": "glinet,gl-ar150",
@@ -27,7 +29,7 @@ const valid = `{
     {"name": "tor_medium", "prefixes": ["10.72.0.0/24"]},
     {"name": "tor_max", "prefixes": ["10.73.0.0/24"]}
   ],
-  "setup": {"network": "tor_max", "address": "10.73.0.1", "secrets_file": "/etc/torwrt/device-secrets", "done_file": "/etc/torwrt/setup-done"},
+  "setup": {"network": "tor_max", "address": "10.73.0.1", "secrets_file": "/etc/torwrt/device-secrets", "done_file": "/etc/torwrt/state/setup-done"},
   "brand": {"product_name": "Acme Box", "colors": {"primary": "#7d4698"}, "texts": {"tagline": "Tor for all"}, "support_url": "https://example.org/help", "language": "de-CH"},
   "logo_file": "/etc/torwrt/logo.svg"
 }
@@ -43,6 +45,9 @@ func TestDecodeValid(t *testing.T) {
 	}
 	if c.Interval.Or(time.Minute) != 6*time.Hour || c.FirstCheck.Or(DefaultFirstCheck) != DefaultFirstCheck {
 		t.Errorf("durations %v %v", c.Interval, c.FirstCheck)
+	}
+	if c.Channel != "stable" || !IsChannel("beta-2") || IsChannel("") || IsChannel("a b") {
+		t.Errorf("channel %q", c.Channel)
 	}
 	if c.Setup.DoneFile != SetupDoneFile || c.Network("tor_max").Subnets()[0].String() != "10.73.0.0/24" {
 		t.Errorf("%+v", c.Setup)
@@ -63,7 +68,7 @@ func TestDecodeValid(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	c, err := Decode([]byte(`{"mirrors":["http://x.onion/"],"socks":"127.0.0.1:9050"}`))
+	c, err := Decode([]byte(`{"mirrors":["http://x.onion/"],"channel":"stable","socks":"127.0.0.1:9050"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +117,11 @@ func TestValidateRefuses(t *testing.T) {
 		{"dotdot keys", "keys_dir", func(c *Config) { c.KeysDir = "/etc/../tmp/keys" }},
 		{"manifest path", "manifest_name", func(c *Config) { c.ManifestName = "../m.json" }},
 		{"threshold", "threshold", func(c *Config) { c.Threshold = -1 }},
+		// Fail closed: a router that does not know its channel accepts no
+		// manifest, so the config is refused outright.
+		{"no channel", "channel", func(c *Config) { c.Channel = "" }},
+		{"channel with slash", "channel", func(c *Config) { c.Channel = "stable/../beta" }},
+		{"channel too long", "channel", func(c *Config) { c.Channel = strings.Repeat("s", 129) }},
 		{"listen name", "listen[0]", func(c *Config) { c.Listen[0] = "router:80" }},
 		{"listen twice", "listen[1]", func(c *Config) { c.Listen[1] = c.Listen[0] }},
 		{"network name", "networks[0].name", func(c *Config) { c.Networks[0].Name = "Tor Off" }},
@@ -204,4 +214,16 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-decoded config does not validate: %v", err)
 		}
 	})
+}
+
+// The daemon creates the done file; as user torwrt it may write only its
+// state directory (the init script's chown), never /etc/torwrt itself.
+// The root marker is the init script's, outside the daemon's reach.
+func TestSetupDoneFileInStateDir(t *testing.T) {
+	if path.Dir(SetupDoneFile) != StateDir {
+		t.Errorf("SetupDoneFile %s is not in the daemon's state directory %s", SetupDoneFile, StateDir)
+	}
+	if strings.HasPrefix(SetupConfirmedFile, StateDir+"/") || path.Dir(SetupConfirmedFile) != path.Dir(StateDir) {
+		t.Errorf("SetupConfirmedFile %s must be root's, in %s, outside %s", SetupConfirmedFile, path.Dir(StateDir), StateDir)
+	}
 }

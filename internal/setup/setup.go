@@ -458,6 +458,12 @@ func (v *View) confirm(req request) response {
 // writeDone creates the done file durably: a power cut right after the
 // confirmation must not bring the secrets back.
 func writeDone(path string) error {
+	// The done file is in the daemon's state directory, which the updater
+	// makes only at its first check: make it (one level, 0700) if a
+	// confirmation comes first.
+	if err := os.Mkdir(filepath.Dir(path), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err

@@ -372,3 +372,25 @@ func TestDuplicateHostRefused(t *testing.T) {
 		t.Fatalf("a plain request: %d %q %v", n, req.host, err)
 	}
 }
+
+// The done file lives in the daemon's state directory, which the updater
+// makes only at its first check: a confirmation before that makes the
+// directory (0700) instead of failing.
+func TestSetupConfirmMakesStateDir(t *testing.T) {
+	e := start(t, func(c *Config) { c.DoneFile = filepath.Join(filepath.Dir(c.DoneFile), "state", "setup-done") })
+	r := e.get(t, fromMax, "/torbox/setup")
+	m := tokenRe.FindStringSubmatch(r.body)
+	if r.code != 200 || m == nil {
+		t.Fatalf("setup view: %d, no token\n%s", r.code, r.body)
+	}
+	if r := e.post(t, fromMax, "/torbox/setup/done", "token="+m[1]); r.code != 303 {
+		t.Fatalf("confirm before the state directory exists: %d\n%s", r.code, r.body)
+	}
+	fi, err := os.Stat(filepath.Dir(e.cfg.DoneFile))
+	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("state directory: %v %v", fi, err)
+	}
+	if _, err := os.Stat(e.cfg.DoneFile); err != nil {
+		t.Fatalf("no done file: %v", err)
+	}
+}

@@ -45,6 +45,10 @@ var (
 	ErrBusy          = errors.New("another update check is running")
 	ErrMirrors       = errors.New("no mirror answered")
 	ErrConfiguration = errors.New("bad updater configuration")
+	// ErrWrongChannel: a validly signed manifest of another release
+	// channel (say beta on a stable router). It is refused before it is
+	// accepted: nothing is recorded, downloaded or flashed.
+	ErrWrongChannel = errors.New("manifest is for another release channel")
 )
 
 // Defaults for Config fields left zero.
@@ -75,12 +79,20 @@ type Config struct {
 	Threshold    int
 	// Board is this router's board name (/tmp/sysinfo/board_name).
 	Board string
+	// Channel is the release channel this router follows (verify.json
+	// "channel", the brand's): a manifest of any other channel is refused
+	// (ErrWrongChannel). Required.
+	Channel string
 	// SOCKSAddr is Tor's SocksPort as ip:port. Every connection goes
 	// through it, with the host name unresolved.
 	SOCKSAddr   string
 	DownloadDir string
 	StatePath   string
 	Sysupgrade  string
+	// Installer, when set, is asked to install a verified image instead
+	// of running Sysupgrade here: the daemon runs unprivileged and hands
+	// the image to the root install helper (SocketInstaller).
+	Installer   Installer
 	MemInfoPath string
 	// RAMMargin is left free beyond the image, which sits in tmpfs.
 	RAMMargin int64
@@ -136,6 +148,9 @@ func New(cfg Config) (*Updater, error) {
 	}
 	if err := checkBoard(cfg.Board); err != nil {
 		return nil, err
+	}
+	if cfg.Channel == "" || len(cfg.Channel) > manifest.MaxString {
+		return nil, fmt.Errorf("%w: release channel %q: set \"channel\" in the config (e.g. \"stable\"); a router that does not know its channel accepts no manifest", ErrConfiguration, cfg.Channel)
 	}
 	if ap, err := netipAddrPort(cfg.SOCKSAddr); err != nil {
 		return nil, fmt.Errorf("%w: socks address %q must be ip:port, so that not even the proxy's name is looked up: %v", ErrConfiguration, cfg.SOCKSAddr, err)
@@ -230,7 +245,7 @@ const (
 func IsRefusal(err error) bool {
 	for _, s := range []error{
 		manifest.ErrTooLarge, manifest.ErrMalformed, manifest.ErrThreshold, manifest.ErrExpired,
-		manifest.ErrReplay, manifest.ErrRollback, manifest.ErrWrongBoard, manifest.ErrBadSchema,
+		manifest.ErrReplay, manifest.ErrRollback, manifest.ErrWrongBoard, manifest.ErrBadSchema, ErrWrongChannel,
 		ErrTooLarge, ErrHashMismatch, ErrNoMemory, ErrSysupgrade,
 		imagesig.ErrUnsigned, imagesig.ErrWrongBoard, imagesig.ErrNoMetadata,
 		usign.ErrBadSignature, usign.ErrUnknownKey, usign.ErrMalformed,
@@ -406,7 +421,7 @@ func (u *Updater) check(ctx context.Context, st *State, res *Result) error {
 		return err
 	}
 	res.Image = final
-	return u.install(ctx, st, res, rel, final)
+	return u.install(ctx, st, res, rel, final, v.Envelope)
 }
 
 // getter makes the HTTP client for one check. Each check uses fresh SOCKS
@@ -440,6 +455,9 @@ func (u *Updater) fetchManifest(ctx context.Context, g *getter, now time.Time, s
 			var v *manifest.Verified
 			v, err = manifest.Check(b, u.cfg.Keys, u.cfg.Threshold, now, st.Manifest)
 			if err == nil {
+				err = u.checkChannel(v.Manifest)
+			}
+			if err == nil {
 				return v, nil
 			}
 		}
@@ -447,6 +465,19 @@ func (u *Updater) fetchManifest(ctx context.Context, g *getter, now time.Time, s
 		errs = append(errs, fmt.Errorf("%s: %w", url, err))
 	}
 	return nil, joinMirrorErrors(errs)
+}
+
+// checkChannel refuses a signed manifest of another release channel. It
+// runs after the signatures and before the manifest is accepted, so a
+// manifest of another channel (whose sequence numbers are its own) never
+// moves this router's replay floor. A manifest without a channel never gets
+// here: manifest.Check refuses an empty channel as malformed.
+func (u *Updater) checkChannel(m *manifest.Manifest) error {
+	if m.Channel != u.cfg.Channel {
+		return fmt.Errorf("%w: the manifest (sequence %d) is for channel %q, this router follows channel %q; nothing downloaded or installed",
+			ErrWrongChannel, m.Sequence, m.Channel, u.cfg.Channel)
+	}
+	return nil
 }
 
 func joinMirrorErrors(errs []error) error {
@@ -719,11 +750,15 @@ func (u *Updater) verifyImage(path string, rel *manifest.Release) (string, error
 }
 
 // install runs `sysupgrade --test FILE`, records the new build, and runs
-// `sysupgrade FILE`. Both are argv exec, never a shell.
-func (u *Updater) install(ctx context.Context, st *State, res *Result, rel *manifest.Release, file string) error {
+// `sysupgrade FILE`. Both are argv exec, never a shell. With an Installer
+// the same happens behind it (installVia).
+func (u *Updater) install(ctx context.Context, st *State, res *Result, rel *manifest.Release, file string, envelope []byte) error {
 	if err := recheck(file, rel); err != nil {
 		os.Remove(file)
 		return err
+	}
+	if u.cfg.Installer != nil {
+		return u.installVia(ctx, st, res, rel, file, envelope)
 	}
 	if out, err := u.run(ctx, u.cfg.Sysupgrade, "--test", file); err != nil {
 		os.Remove(file)

@@ -150,7 +150,7 @@ func (e *testEnv) requestsFor(name string) []request {
 
 func (e *testEnv) config() Config {
 	return Config{
-		Mirrors: []string{mirror}, Keys: e.kr, Threshold: 2, Board: updatertest.Board,
+		Mirrors: []string{mirror}, Keys: e.kr, Threshold: 2, Board: updatertest.Board, Channel: "stable",
 		SOCKSAddr: e.socks.Addr, DownloadDir: filepath.Join(e.dir, "tmp"), StatePath: e.state,
 		Sysupgrade: e.sysup, MemInfoPath: e.meminfo, RAMMargin: 4 << 20,
 		RequestTimeout: 5 * time.Second, StallTimeout: 2 * time.Second,
@@ -700,12 +700,12 @@ func TestMemAvailable(t *testing.T) {
 
 func TestConfigRefusesHostnameProxy(t *testing.T) {
 	_, kr := updatertest.Keys(t, 1, "k")
-	_, err := New(Config{Mirrors: []string{mirror}, Keys: kr, Threshold: 1, Board: "b", SOCKSAddr: "localhost:9050", StatePath: "/x"})
+	_, err := New(Config{Mirrors: []string{mirror}, Keys: kr, Threshold: 1, Board: "b", Channel: "stable", SOCKSAddr: "localhost:9050", StatePath: "/x"})
 	if !errors.Is(err, ErrConfiguration) {
 		t.Fatalf("New: %v", err)
 	}
 	for _, m := range []string{"ftp://x/", "http://user@x/", "http://x/?id=1", "http:///"} {
-		_, err := New(Config{Mirrors: []string{m}, Keys: kr, Threshold: 1, Board: "b", SOCKSAddr: "127.0.0.1:9050", StatePath: "/x"})
+		_, err := New(Config{Mirrors: []string{m}, Keys: kr, Threshold: 1, Board: "b", Channel: "stable", SOCKSAddr: "127.0.0.1:9050", StatePath: "/x"})
 		if !errors.Is(err, ErrConfiguration) {
 			t.Errorf("mirror %q: %v", m, err)
 		}
