@@ -14,26 +14,32 @@ import (
 	"time"
 
 	"github.com/torwrt/torwrt/internal/brand"
+	"github.com/torwrt/torwrt/internal/cliout"
 	"github.com/torwrt/torwrt/internal/status"
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
-// rootOptions locate the torwrt tree.
-type rootOptions struct{ root string }
-
-func (o *rootOptions) addFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.root, "root", "", "torwrt source tree (default: the enclosing directory with profiles/)")
+// rootOptions locate the vendor directory (see sources).
+type rootOptions struct {
+	root string
+	src  sources // set by brands
 }
 
+func (o *rootOptions) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.root, "root", "", "directory with your own brands/ (default: the nearest directory at or above the working directory with profiles/ or brands/, else ./brands); the torwrt brand is also embedded in imgbuild")
+}
+
+// brands is the directory brand init writes to.
 func (o *rootOptions) brands() (string, error) {
-	if o.root == "" {
-		r, err := findRoot()
-		if err != nil {
-			return "", err
-		}
-		o.root = r
+	src, err := findSources(o.root)
+	if err != nil {
+		return "", err
 	}
-	return filepath.Join(o.root, "brands"), nil
+	o.src = src
+	if o.root = src.root; o.root == "" {
+		o.root = "."
+	}
+	return src.brandDir(), nil
 }
 
 func runBrand(ctx context.Context, e env, args []string) error {
@@ -64,16 +70,18 @@ type brandInitOptions struct {
 	rootOptions
 	outputOptions
 	product, vendor, primary string
+	country                  string
 	keyOut, pub              string
 }
 
+// brandInitResult is the result of `brand init --json`
+// (torwrt.imgbuild.brand.init/v1).
 type brandInitResult struct {
-	Brand       string   `json:"brand"`
-	Dir         string   `json:"dir"`
-	Files       []string `json:"files"`
-	Fingerprint string   `json:"release_key_fingerprint"`
-	PublicKey   string   `json:"public_key"`
-	SecretKey   string   `json:"secret_key,omitempty"`
+	Brand      string     `json:"brand"`
+	Dir        string     `json:"dir"`
+	Files      []string   `json:"files"`
+	ReleaseKey cliout.Key `json:"release_key"` // file: the public key in the brand
+	SecretKey  string     `json:"secret_key,omitempty"`
 }
 
 func runBrandInit(ctx context.Context, e env, args []string) error {
@@ -84,6 +92,7 @@ func runBrandInit(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&o.product, "product", "", "product name (default: NAME in title case)")
 	fs.StringVar(&o.vendor, "vendor", "", "vendor name (default: the product name)")
 	fs.StringVar(&o.primary, "primary", "", "primary colour #rrggbb (default: #2b5a9e)")
+	fs.StringVar(&o.country, "country", "", "Wi-Fi country of the routers, ISO 3166-1 alpha-2 such as DE or GB (default: none; brand.yaml then has a commented country line and builds need imgbuild build --country XX)")
 	fs.StringVar(&o.keyOut, "key-out", "", "make a new release key pair: PATH.pub and PATH.sec (0600), outside brands/")
 	fs.StringVar(&o.pub, "pub", "", "use this existing usign public key (.pub) instead of making one")
 	rest, err := parseFlags(fs, args)
@@ -105,7 +114,7 @@ func runBrandInit(ctx context.Context, e env, args []string) error {
 	if _, err := os.Lstat(dir); err == nil {
 		return fmt.Errorf("%s already exists; check it with: imgbuild brand check %s", dir, id)
 	}
-	s := brand.Scaffold{ID: id, ProductName: o.product, Vendor: o.vendor, Primary: o.primary}
+	s := brand.Scaffold{ID: id, ProductName: o.product, Vendor: o.vendor, Primary: o.primary, Country: o.country}
 	res := brandInitResult{Brand: id, Dir: dir}
 	var cleanup func()
 	if o.keyOut != "" {
@@ -149,13 +158,12 @@ func runBrandInit(ctx context.Context, e env, args []string) error {
 		}
 		return err
 	}
-	res.Fingerprint = b.Keys[0].Fingerprint.String()
-	res.PublicKey = filepath.Join(dir, s.KeyName)
+	res.ReleaseKey = cliout.Key{Fingerprint: b.Keys[0].Fingerprint.String(), Comment: b.Keys[0].Comment, File: filepath.Join(dir, s.KeyName)}
 	res.Files = []string{"brand.yaml", b.Banner, b.Logo, s.KeyName}
 	if o.json {
-		return writeJSON(e.stdout, res)
+		return setResult(e, res)
 	}
-	fmt.Fprintf(e.stdout, "created %s/: %s\nrelease key %s: %s", dir, strings.Join(res.Files, ", "), res.Fingerprint, res.PublicKey)
+	fmt.Fprintf(e.stdout, "created %s/: %s\nrelease key %s: %s", dir, strings.Join(res.Files, ", "), res.ReleaseKey.Fingerprint, res.ReleaseKey.File)
 	if res.SecretKey != "" {
 		fmt.Fprintf(e.stdout, " (secret key %s, mode 0600; never commit it)", res.SecretKey)
 	}
@@ -222,23 +230,26 @@ type brandCheckOptions struct {
 
 // brandSummary is what brand check reports about a valid brand.
 type brandSummary struct {
-	ID          string        `json:"id"`
-	Dir         string        `json:"dir"`
-	ProductName string        `json:"product_name"`
-	Vendor      string        `json:"vendor"`
-	Hostname    string        `json:"hostname"`
-	SSIDs       []string      `json:"ssids"`
-	Language    string        `json:"language"`
-	Channel     string        `json:"channel"`
-	SupportURL  string        `json:"support_url"`
-	Colors      brandColors   `json:"colors"`
-	Logo        brandAsset    `json:"logo"`
-	Banner      brandAsset    `json:"banner"`
-	Mirrors     []string      `json:"update_mirrors"`
-	Keys        []brandKey    `json:"release_keys"`
-	Threshold   int           `json:"threshold"`
-	StatusPage  statusWeights `json:"status_page"`
-	Warnings    []string      `json:"warnings"`
+	ID          string   `json:"id"`
+	Dir         string   `json:"dir"`
+	ProductName string   `json:"product_name"`
+	Vendor      string   `json:"vendor"`
+	Hostname    string   `json:"hostname"`
+	SSIDs       []string `json:"ssids"`
+	Language    string   `json:"language"`
+	Channel     string   `json:"channel"`
+	// Country is the Wi-Fi country (ISO 3166-1 alpha-2); empty when the
+	// brand sets none (builds then need --country).
+	Country    string        `json:"country"`
+	SupportURL string        `json:"support_url"`
+	Colors     brandColors   `json:"colors"`
+	Logo       brandAsset    `json:"logo"`
+	Banner     brandAsset    `json:"banner"`
+	Mirrors    []string      `json:"update_mirrors"`
+	Keys       []cliout.Key  `json:"release_keys"`
+	Threshold  int           `json:"threshold"`
+	StatusPage statusWeights `json:"status_page"`
+	Warnings   []string      `json:"warnings"`
 }
 
 type brandColors struct {
@@ -254,12 +265,6 @@ type brandAsset struct {
 	Width  int    `json:"width,omitempty"`
 	Height int    `json:"height,omitempty"`
 	Lines  int    `json:"lines,omitempty"`
-}
-
-type brandKey struct {
-	File        string `json:"file"`
-	Fingerprint string `json:"fingerprint"`
-	Comment     string `json:"comment"`
 }
 
 type statusWeights struct {
@@ -285,20 +290,19 @@ func runBrandCheck(ctx context.Context, e env, args []string) error {
 	if o.all == (len(rest) == 1) || len(rest) > 1 {
 		return usagef("want one brand NAME or --all")
 	}
-	root, err := o.brands()
-	if err != nil {
+	if _, err := o.brands(); err != nil {
 		return err
 	}
 	ids := rest
 	if o.all {
-		if ids, err = brand.List(root); err != nil {
+		if ids, err = o.src.brandIDs(); err != nil {
 			return err
 		}
 	}
 	var sums []brandSummary
 	var errs []error
 	for _, id := range ids {
-		b, err := brand.Load(root, id)
+		b, err := o.src.loadBrand(id)
 		if err != nil {
 			if errors.Is(err, brand.ErrNotFound) {
 				return usageError{err}
@@ -318,18 +322,17 @@ func runBrandCheck(ctx context.Context, e env, args []string) error {
 			}
 		}
 	}
-	if len(errs) > 0 {
-		n := 0
-		for _, err := range errs {
-			n += len(strings.Split(err.Error(), "\n"))
+	if o.json {
+		// With problems, the brands that passed are still reported.
+		if err := setResult(e, brandCheckResult{Brands: append([]brandSummary{}, sums...)}); err != nil {
+			return err
 		}
-		return fmt.Errorf("%d problem(s):\n%w", n, errors.Join(errs...))
+	}
+	if len(errs) > 0 {
+		return brandProblems(errs)
 	}
 	if o.json {
-		if o.all {
-			return writeJSON(e.stdout, sums)
-		}
-		return writeJSON(e.stdout, sums[0])
+		return nil
 	}
 	for _, s := range sums {
 		printSummary(e.stdout, s)
@@ -337,10 +340,33 @@ func runBrandCheck(ctx context.Context, e env, args []string) error {
 	return nil
 }
 
+// brandCheckResult is the result of `brand check --json`
+// (torwrt.imgbuild.brand.check/v1): every brand that passed, in order.
+type brandCheckResult struct {
+	Brands []brandSummary `json:"brands"`
+}
+
+// brandProblems is every problem brand check found, one per line.
+type brandProblems []error
+
+func (p brandProblems) lines() []string {
+	var out []string
+	for _, err := range p {
+		out = append(out, strings.Split(err.Error(), "\n")...)
+	}
+	return out
+}
+
+func (p brandProblems) Error() string {
+	return fmt.Sprintf("%d problem(s):\n%s", len(p.lines()), errors.Join(p...))
+}
+func (p brandProblems) Unwrap() []error   { return append([]error{errInvalidBrand}, p...) }
+func (p brandProblems) Details() []string { return p.lines() }
+
 func summarize(b *brand.Brand) (brandSummary, error) {
 	s := brandSummary{
 		ID: b.ID, Dir: b.Dir, ProductName: b.ProductName, Vendor: b.Vendor, Hostname: b.Hostname,
-		SSIDs: b.SSIDs(), Language: b.Language, Channel: b.Channel, SupportURL: b.SupportURL,
+		SSIDs: b.SSIDs(), Language: b.Language, Channel: b.Channel, Country: b.Country, SupportURL: b.SupportURL,
 		Colors: brandColors{Colors: b.Colors,
 			TextContrast:    round1(brand.Contrast(b.Colors.Text, b.Colors.Background)),
 			PrimaryContrast: round1(brand.Contrast(b.Colors.Primary, b.Colors.Background))},
@@ -354,7 +380,7 @@ func summarize(b *brand.Brand) (brandSummary, error) {
 		s.Warnings = []string{}
 	}
 	for i, k := range b.Keys {
-		s.Keys = append(s.Keys, brandKey{File: b.KeyFiles[i], Fingerprint: k.Fingerprint.String(), Comment: k.Comment})
+		s.Keys = append(s.Keys, cliout.Key{File: b.KeyFiles[i], Fingerprint: k.Fingerprint.String(), Comment: k.Comment})
 	}
 	s.StatusPage = statusWeights{MaxBytes: statusPageWeight(b), Budget: statusBudget}
 	if s.StatusPage.MaxBytes >= statusBudget {
@@ -428,6 +454,11 @@ func printSummary(w io.Writer, s brandSummary) {
 	fmt.Fprintf(w, "  hostname     %s\n", s.Hostname)
 	fmt.Fprintf(w, "  SSIDs        %s\n", strings.Join(s.SSIDs, ", "))
 	fmt.Fprintf(w, "  language     %s, channel %s\n", s.Language, s.Channel)
+	if s.Country != "" {
+		fmt.Fprintf(w, "  country      %s (%s)\n", s.Country, brand.CountryName(s.Country))
+	} else {
+		fmt.Fprintf(w, "  country      none: builds need imgbuild build --country XX\n")
+	}
 	fmt.Fprintf(w, "  support      %s\n", s.SupportURL)
 	fmt.Fprintf(w, "  colours      primary %s (contrast %.1f:1), text %s (%.1f:1) on %s\n", s.Colors.Primary, s.Colors.PrimaryContrast, s.Colors.Text, s.Colors.TextContrast, s.Colors.Background)
 	dims := ""

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -97,14 +97,11 @@ func TestBrandInitWithPub(t *testing.T) {
 	root := brandTree(t)
 	base := throwawayKey(t)
 	r := fndMust(t, "brand", "init", "zeta", "--root", root, "--pub", base+".pub", "--json")
-	var res brandInitResult
-	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
-		t.Fatalf("%v\n%s", err, r.stdout)
-	}
-	if res.SecretKey != "" || res.Fingerprint == "" || res.PublicKey != filepath.Join(root, "brands", "zeta", "k.pub") {
+	res := jsonDoc[brandInitResult](t, r, "brand init").Result
+	if res.SecretKey != "" || res.ReleaseKey.Fingerprint == "" || res.ReleaseKey.File != filepath.Join(root, "brands", "zeta", "k.pub") {
 		t.Fatalf("%+v", res)
 	}
-	if got, want := fndRead(t, res.PublicKey), fndRead(t, base+".pub"); string(got) != string(want) {
+	if got, want := fndRead(t, res.ReleaseKey.File), fndRead(t, base+".pub"); string(got) != string(want) {
 		t.Errorf("public key changed on the way:\n%s\n%s", got, want)
 	}
 }
@@ -141,10 +138,7 @@ func TestBrandInitRefusals(t *testing.T) {
 func TestBrandCheckShipped(t *testing.T) {
 	root := filepath.Join("..", "..")
 	r := fndMust(t, "brand", "check", "--all", "--root", root, "--json")
-	var sums []brandSummary
-	if err := json.Unmarshal([]byte(r.stdout), &sums); err != nil {
-		t.Fatalf("%v\n%s", err, r.stdout)
-	}
+	sums := jsonDoc[brandCheckResult](t, r, "brand check").Result.Brands
 	if len(sums) < 2 {
 		t.Fatalf("want torwrt and acme, got %d brands", len(sums))
 	}
@@ -190,4 +184,34 @@ func TestBrandCheckReportsEveryProblem(t *testing.T) {
 	fndExpect(t, fndRun(t, "brand", "check", "nope", "--root", root), exitUsage, "imgbuild brand init nope")
 	fndExpect(t, fndRun(t, "brand", "check", "--root", root), exitUsage, "want one brand NAME or --all")
 	fndExpect(t, fndRun(t, "brand", "check", "bad", "extra", "--root", root), exitUsage, "want one brand NAME or --all")
+}
+
+// brand init --country writes the Wi-Fi country into brand.yaml, refuses
+// a code that is not ISO 3166-1 alpha-2, and brand check prints each
+// brand's country (text and --json), also when it has none.
+func TestBrandInitCountry(t *testing.T) {
+	root := brandTree(t)
+	key := throwawayKey(t)
+	fndMust(t, "brand", "init", "gbco", "--root", root, "--pub", key+".pub", "--country", "GB")
+	if y := string(fndRead(t, filepath.Join(root, "brands", "gbco", "brand.yaml"))); !strings.Contains(y, "\ncountry: GB ") {
+		t.Errorf("brand.yaml has no country: GB line:\n%s", y)
+	}
+	fndExpect(t, fndRun(t, "brand", "init", "ukco", "--root", root, "--pub", key+".pub", "--country", "UK"), exitFailure, "country")
+	fndMust(t, "brand", "init", "noco", "--root", root, "--pub", key+".pub")
+
+	r := fndMust(t, "brand", "check", "gbco", "--root", root)
+	if !regexp.MustCompile(`(?m)^  country +GB \(United Kingdom`).MatchString(r.stdout) {
+		t.Errorf("brand check does not print the country:\n%s", r.stdout)
+	}
+	r = fndMust(t, "brand", "check", "noco", "--root", root)
+	if !regexp.MustCompile(`(?m)^  country +none: builds need imgbuild build --country XX$`).MatchString(r.stdout) {
+		t.Errorf("brand check does not say the brand has no country:\n%s", r.stdout)
+	}
+	for id, want := range map[string]string{"gbco": "GB", "noco": ""} {
+		r := fndMust(t, "brand", "check", id, "--root", root, "--json")
+		sums := jsonDoc[brandCheckResult](t, r, "brand check").Result.Brands
+		if len(sums) != 1 || sums[0].Country != want {
+			t.Errorf("%s: brand check --json %+v, want country %q", id, sums, want)
+		}
+	}
 }

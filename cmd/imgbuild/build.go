@@ -14,6 +14,7 @@ import (
 	"github.com/torwrt/torwrt/internal/build"
 	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/profile"
+	"github.com/torwrt/torwrt/internal/progress"
 	"github.com/torwrt/torwrt/internal/signer"
 	"github.com/torwrt/torwrt/internal/usign"
 )
@@ -27,29 +28,28 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 // profileOptions select profiles and the brand.
 type profileOptions struct {
 	root     string
+	src      sources // set by resolve
 	profiles stringList
 	all      bool
 	brand    string
 }
 
 func (o *profileOptions) addFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.root, "root", "", "torwrt source tree (default: the enclosing directory with profiles/)")
+	fs.StringVar(&o.root, "root", "", "directory with your own profiles/ and brands/, which win over the ones embedded in imgbuild (default: the nearest directory at or above the working directory with profiles/ or brands/)")
 	fs.Var(&o.profiles, "profile", "profile to build (repeatable), e.g. gl-ar150")
 	fs.BoolVar(&o.all, "all", false, "build every profile under profiles/")
 	fs.StringVar(&o.brand, "brand", "torwrt", "brand under brands/ to render into the image")
 }
 
 func (o *profileOptions) resolve() ([]*profile.Profile, error) {
-	if o.root == "" {
-		r, err := findRoot()
-		if err != nil {
-			return nil, err
-		}
-		o.root = r
+	src, err := findSources(o.root)
+	if err != nil {
+		return nil, err
 	}
+	o.src = src
 	ids := []string(o.profiles)
 	if o.all {
-		all, err := profile.List(filepath.Join(o.root, "profiles"))
+		all, err := src.profiles().List()
 		if err != nil {
 			return nil, err
 		}
@@ -60,16 +60,17 @@ func (o *profileOptions) resolve() ([]*profile.Profile, error) {
 	}
 	var out []*profile.Profile
 	for _, id := range ids {
-		p, err := profile.Load(filepath.Join(o.root, "profiles"), id)
+		p, err := src.profiles().Load(id)
 		if err != nil {
 			if errors.Is(err, profile.ErrNotFound) {
 				return nil, usageError{err}
 			}
 			return nil, err
 		}
-		if o.all && p.TestProfile != "" {
-			// Test profiles (an older ImageBuilder generation, say) are
-			// built by name only, never as part of a release.
+		if o.all && !p.Primary() {
+			// Test profiles (an older ImageBuilder generation, say) and a
+			// device's profiles for another OpenWrt series are built by
+			// name only, never as part of `--all`.
 			continue
 		}
 		out = append(out, p)
@@ -77,11 +78,26 @@ func (o *profileOptions) resolve() ([]*profile.Profile, error) {
 	return out, nil
 }
 
+// localPathFlags take a path on the building machine: where it put its
+// caches and outputs says nothing about what it built, and would make the
+// provenance differ between two builds of the same inputs.
+var localPathFlags = map[string]bool{"out": true, "cache": true, "work-dir": true, "root": true, "package-dir": true, "release-keys": true, "key": true}
+
 // redactedInvocation is the command line as it goes into the provenance,
-// with secrets in key URIs (a PKCS#11 pin-value, say) blanked.
+// with secrets in key URIs (a PKCS#11 pin-value, say) blanked and local
+// paths replaced by "PATH" (a key given as a URI stays, redacted).
 func redactedInvocation(args []string) []string {
 	out := []string{"imgbuild", "build"}
+	pathNext := false
 	for _, a := range args {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch {
+		case pathNext && !strings.Contains(a, ":"):
+			a = "PATH"
+		case strings.HasPrefix(a, "-") && hasValue && localPathFlags[name] && !strings.Contains(value, ":"):
+			a = a[:len(a)-len(value)] + "PATH"
+		}
+		pathNext = strings.HasPrefix(a, "-") && !hasValue && localPathFlags[name]
 		out = append(out, signer.Redact(a))
 	}
 	return out
@@ -94,24 +110,6 @@ func sourceCommit(ctx context.Context, root string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(out))
-}
-
-// findRoot walks up from the working directory to the torwrt tree.
-func findRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := dir; ; d = filepath.Dir(d) {
-		if fi, err := os.Stat(filepath.Join(d, "profiles")); err == nil && fi.IsDir() {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				return d, nil
-			}
-		}
-		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("no torwrt source tree (profiles/ and go.mod) at or above %s; pass --root", dir)
-		}
-	}
 }
 
 // cacheOptions locate caches and scratch space.
@@ -206,6 +204,23 @@ type buildOptions struct {
 	version     string
 	buildNumber uint64
 	packageDirs stringList
+	verbose     bool
+}
+
+// addVerboseFlag adds --verbose and its short form -v.
+func addVerboseFlag(fs *flag.FlagSet, v *bool) {
+	const usage = "also print each container's full command line and the ImageBuilder's make output as it streams"
+	fs.BoolVar(v, "verbose", false, usage)
+	fs.BoolVar(v, "v", false, "short for --verbose")
+}
+
+// newProgress is the progress printer on stderr: a live line on a
+// terminal, plain lines elsewhere (CI, pipes); never stdout, which --json
+// keeps for its one document.
+func newProgress(e env, verbose bool) *progress.Printer {
+	return progress.New(e.stderr, progress.Options{
+		TTY: progress.IsTerminal(e.stderr), Verbose: verbose, Width: progress.TerminalWidth(e.stderr),
+	})
 }
 
 func runBuild(ctx context.Context, e env, args []string) error {
@@ -221,7 +236,9 @@ func runBuild(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&o.version, "firmware-version", "0.1.0", "firmware version stamped into the daemon and output names")
 	fs.Uint64Var(&o.buildNumber, "build", 1, "monotonic build number of this release (routers install only higher builds)")
 	fs.Var(&o.packageDirs, "package-dir", "directory of package files to use before downloading (repeatable)")
+	country := fs.String("country", "", "Wi-Fi country, ISO 3166-1 alpha-2 (e.g. DE): overrides the brand's; a build needs one")
 	o.buildKeyFlags.addFlags(fs)
+	addVerboseFlag(fs, &o.verbose)
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -233,10 +250,11 @@ func runBuild(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, err := brand.Load(filepath.Join(o.root, "brands"), o.brand)
+	b, err := o.src.loadBrand(o.brand)
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(e.stderr, "sources: %s\n", o.src.describe())
 	bk, err := o.buildKeyOptions()
 	if err != nil {
 		return err
@@ -257,11 +275,14 @@ func runBuild(ctx context.Context, e env, args []string) error {
 		o.engine = e.getenv("TORWRT_ENGINE")
 	}
 	cacheDir := o.cacheOptions.dir(e)
+	pr := newProgress(e, o.verbose)
+	ctx = progress.NewContext(ctx, pr)
 	locks := map[string]*profile.Lock{}
 	pkgDirs := append([]string{}, o.packageDirs...)
+	var mirrors map[string]string
 	if o.simulated {
 		sim, err := build.StartSimulated(ctx, build.SimOptions{
-			Root: o.root, Profiles: profiles, CacheDir: cacheDir, Engine: o.engine, Progress: e.stderr,
+			Root: o.src.moduleDir(), Profiles: profiles, CacheDir: cacheDir, Engine: o.engine, Progress: pr,
 		})
 		if err != nil {
 			return err
@@ -269,22 +290,23 @@ func runBuild(ctx context.Context, e env, args []string) error {
 		defer sim.Stop()
 		locks = sim.Locks
 		pkgDirs = append(pkgDirs, sim.PackageDirs...)
+		mirrors = sim.Mirrors
 	}
 	var reports []*build.Report
 	for _, p := range profiles {
 		l := locks[p.ID]
 		if l == nil {
-			if l, err = profile.ReadLock(p.LockPath(), p); err != nil {
+			if l, err = p.LoadLock(); err != nil {
 				return err
 			}
 		}
 		rep, err := build.Run(ctx, build.Options{
-			Root: o.root, Profile: p, Lock: l, Brand: b, OutDir: o.out, CacheDir: cacheDir,
+			Root: o.src.moduleDir(), Profile: p, Lock: l, Brand: b, OutDir: o.out, CacheDir: cacheDir,
 			WorkDir: o.workDir, KeepWork: o.keepWork, Engine: o.engine, Signer: imageSigner,
 			ReleaseKeys: keys, BuildKey: buildKey, PackageSources: pkgDirs, Simulated: o.simulated,
-			InsecureRegistry: o.simulated, Version: o.version, Build: o.buildNumber, Progress: e.stderr,
+			InsecureRegistry: o.simulated, RegistryMirrors: mirrors, ToolVersion: toolVersion(), Version: o.version, Build: o.buildNumber, Country: *country, Progress: pr,
 			Invocation: redactedInvocation(args), BuilderID: e.getenv("TORWRT_BUILDER_ID"),
-			SourceRepo: "https://github.com/torwrt/torwrt", SourceCommit: sourceCommit(ctx, o.root),
+			SourceRepo: "https://github.com/torwrt/torwrt", SourceCommit: o.src.sourceCommit(ctx),
 		})
 		if err != nil {
 			return err
@@ -292,7 +314,7 @@ func runBuild(ctx context.Context, e env, args []string) error {
 		reports = append(reports, rep)
 	}
 	if o.json {
-		return writeJSON(e.stdout, reports)
+		return setResult(e, newBuildResult(reports))
 	}
 	for _, r := range reports {
 		label := ""

@@ -61,7 +61,7 @@ func TestBuildCLIRefusals(t *testing.T) {
 		code int
 		want string
 	}{
-		{"unknown profile", []string{"build", "--root", root, "--profile", "gl-nope", "--key", key + ".sec"}, exitUsage, "known profiles: gl-ar150, gl-mt300a"},
+		{"unknown profile", []string{"build", "--root", root, "--profile", "gl-nope", "--key", key + ".sec"}, exitUsage, "known profiles: gl-ar150, gl-ar150-24.10, gl-mt300a, gl-mt300a-24.10"},
 		{"short form routes to build", []string{"--root", root, "--profile", "gl-nope"}, exitUsage, "unknown profile"},
 		{"no profile", []string{"build", "--root", root, "--key", key + ".sec"}, exitUsage, "--profile"},
 		{"no key", []string{"build", "--root", root, "--profile", "gl-ar150"}, exitUsage, "--key"},
@@ -110,5 +110,21 @@ func TestInvocationHidesKeySecrets(t *testing.T) {
 	got := strings.Join(redactedInvocation([]string{"--key", "pkcs11:token=torwrt;object=release?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value=123456", "--profile", "gl-ar150"}), " ")
 	if strings.Contains(got, "123456") || !strings.Contains(got, "gl-ar150") || !strings.Contains(got, "module-path") {
 		t.Fatalf("invocation %q", got)
+	}
+}
+
+func TestInvocationHidesLocalPaths(t *testing.T) {
+	a := redactedInvocation([]string{"--profile", "gl-ar150", "--out", "/tmp/dist1", "--cache=/home/x/.cache/torwrt", "--key", "/secure/release.sec", "--simulated-ib", "--release-keys", "keys/"})
+	b := redactedInvocation([]string{"--profile", "gl-ar150", "--out", "/srv/other", "--cache=/var/cache/t", "--key", "r.sec", "--simulated-ib", "--release-keys", "/etc/k"})
+	if strings.Join(a, " ") != strings.Join(b, " ") {
+		t.Fatalf("two builds of the same inputs record different invocations:\n%q\n%q", a, b)
+	}
+	want := "imgbuild build --profile gl-ar150 --out PATH --cache=PATH --key PATH --simulated-ib --release-keys PATH"
+	if got := strings.Join(a, " "); got != want {
+		t.Fatalf("invocation %q, want %q", got, want)
+	}
+	// A key URI names the key, not a place on this machine: it stays.
+	if got := strings.Join(redactedInvocation([]string{"--key", "awskms:///alias/torwrt-release"}), " "); !strings.Contains(got, "awskms:///alias/torwrt-release") {
+		t.Fatalf("key URI lost: %q", got)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,11 +29,7 @@ func TestVersionStampsBuildInfo(t *testing.T) {
 			t.Errorf("version output lacks %q:\n%s", want, r.stdout)
 		}
 	}
-	var v versionInfo
-	r = fndMust(t, "version", "--json")
-	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
-		t.Fatalf("version --json: %v\n%s", err, r.stdout)
-	}
+	v := jsonDoc[versionInfo](t, fndMust(t, "version", "--json"), "version").Result
 	want := versionInfo{Version: "v1.2.3", Module: "github.com/torwrt/torwrt", Commit: "0123456789abcdef0123456789abcdef01234567",
 		CommitTime: "2026-01-02T03:04:05Z", Modified: true, GoVersion: "go1.26.8", Platform: v.Platform}
 	if v != want || v.Platform == "" {
@@ -56,10 +51,7 @@ func TestVersionStampsBuildInfo(t *testing.T) {
 // version --json works with the test binary's real build info too.
 func TestVersionJSON(t *testing.T) {
 	r := fndMust(t, "version", "--json")
-	var m map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
-		t.Fatalf("version --json is not JSON: %v\n%s", err, r.stdout)
-	}
+	m := jsonDoc[map[string]any](t, r, "version").Result
 	for _, k := range []string{"version", "modified", "go_version", "platform"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("version --json lacks %q: %s", k, r.stdout)
@@ -214,7 +206,7 @@ t shell imgbuild completion z
 }
 
 // A file without fwtool chunks is not a sysupgrade image: inspect says so
-// and fails, in text and JSON mode.
+// and fails, in text and JSON mode (where stdout has the error document).
 func TestInspectNotAnImage(t *testing.T) {
 	dir := t.TempDir()
 	for name, data := range map[string][]byte{
@@ -224,12 +216,15 @@ func TestInspectNotAnImage(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := fndWrite(t, filepath.Join(dir, name), data, 0o644)
-			for _, args := range [][]string{{"inspect", p}, {"inspect", "--json", p}} {
-				r := fndRun(t, args...)
-				fndExpect(t, r, exitFailure, p+": not a sysupgrade image")
-				if r.stdout != "" {
-					t.Errorf("%v: stdout %q", args, r.stdout)
-				}
+			r := fndRun(t, "inspect", p)
+			fndExpect(t, r, exitFailure, p+": not a sysupgrade image")
+			if r.stdout != "" {
+				t.Errorf("stdout %q", r.stdout)
+			}
+			r = fndRun(t, "inspect", "--json", p)
+			fndExpect(t, r, exitFailure, p+": not a sysupgrade image")
+			if doc := jsonDoc[*inspectReport](t, r, "inspect"); doc.Result != nil || doc.Error == nil || doc.Error.Code != "not_an_image" {
+				t.Errorf("inspect --json: %s", r.stdout)
 			}
 		})
 	}

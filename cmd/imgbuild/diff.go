@@ -2,8 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 
+	"github.com/torwrt/torwrt/internal/cliout"
+	"github.com/torwrt/torwrt/internal/fwimage"
 	"github.com/torwrt/torwrt/internal/imagediff"
 )
 
@@ -29,12 +30,43 @@ func runDiff(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if o.json {
-		err = writeJSON(e.stdout, rep)
+		res := diffResult{Identical: rep.Identical, HeaderDifferences: rep.Header, FileDifferences: rep.Files}
+		for i, s := range []imagediff.Summary{rep.A, rep.B} {
+			img, err := inspectImage(rest[i])
+			if err != nil {
+				return err
+			}
+			res.Images = append(res.Images, diffImage{Image: s.Path, Size: s.Size, SHA256: s.SHA256, Chunks: img.Chunks,
+				Metadata: s.Metadata, Signature: img.Signature, RootfsOffset: s.Rootfs, Files: s.Files})
+		}
+		if err := setResult(e, res); err != nil {
+			return err
+		}
 	} else {
 		rep.Text(e.stdout)
 	}
-	if err == nil && o.exitCode && !rep.Identical {
-		return errors.New("images differ")
+	if o.exitCode && !rep.Identical {
+		return errDiffer
 	}
-	return err
+	return nil
+}
+
+// diffResult is the result of `diff --json` (torwrt.imgbuild.diff/v1).
+type diffResult struct {
+	Images            []diffImage        `json:"images"` // A, then B
+	Identical         bool               `json:"identical"`
+	HeaderDifferences []string           `json:"header_differences,omitempty"`
+	FileDifferences   []imagediff.Change `json:"file_differences,omitempty"`
+}
+
+// diffImage is one side of a diff.
+type diffImage struct {
+	Image        string            `json:"image"`
+	Size         int64             `json:"size"`
+	SHA256       string            `json:"sha256"`
+	Chunks       []cliout.Chunk    `json:"chunks"`
+	Metadata     *fwimage.Metadata `json:"metadata,omitempty"`
+	Signature    *cliout.Signature `json:"signature,omitempty"`
+	RootfsOffset int64             `json:"rootfs_offset"`
+	Files        int               `json:"files"`
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,11 +122,7 @@ func fndKeygen(t *testing.T, dir, name string) (base, fp, keys string) {
 	t.Helper()
 	base = filepath.Join(dir, name)
 	r := fndMust(t, "keygen", "-o", base, "--json")
-	var out map[string]string
-	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
-		t.Fatalf("keygen --json: %v\n%s", err, r.stdout)
-	}
-	fp = out["fingerprint"]
+	fp = jsonDoc[keygenResult](t, r, "keygen").Result.Key.Fingerprint
 	if len(fp) != 16 {
 		t.Fatalf("keygen fingerprint %q", fp)
 	}

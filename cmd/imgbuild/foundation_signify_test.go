@@ -71,13 +71,13 @@ func TestFoundationSignifyKeySignsImages(t *testing.T) {
 	fndTool(t, sfy, "-G", "-n", "-p", pub, "-s", sec)
 	img := fndWrite(t, filepath.Join(dir, "image.bin"), fndUnsigned(5000), 0o644)
 	r := fndMust(t, "sign", "--key", sec, "--json", img)
-	if !strings.Contains(r.stdout, `"key"`) {
-		t.Errorf("sign --json: %s", r.stdout)
+	res := jsonDoc[signResult](t, r, "sign").Result
+	if res.Signature.Key == nil {
+		t.Fatalf("sign --json: %s", r.stdout)
 	}
 	fndTool(t, sfy, "-V", "-p", pub, "-x", img+".sig", "-m", img)
 	// Name the key file by its fingerprint, as /etc/opkg/keys does.
-	i := strings.Index(r.stdout, `"key": "`)
-	fp := r.stdout[i+8 : i+24]
+	fp := res.Signature.Key.Fingerprint
 	keys := filepath.Join(dir, "keys")
 	os.Mkdir(keys, 0o755)
 	fndWrite(t, filepath.Join(keys, fp), fndRead(t, pub), 0o644)

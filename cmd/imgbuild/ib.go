@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/torwrt/torwrt/internal/cliout"
 	"github.com/torwrt/torwrt/internal/container"
 	"github.com/torwrt/torwrt/internal/ibarchive"
 	"github.com/torwrt/torwrt/internal/imagesig"
@@ -53,6 +54,14 @@ type importRecord struct {
 }
 
 const importRecordFile = "import.json"
+
+// ibImportResult is the result of `ib import --json`
+// (torwrt.imgbuild.ib.import/v1): the import record, with the key that
+// signed sha256sums as a key object.
+type ibImportResult struct {
+	importRecord
+	SignedBy cliout.Key `json:"sha256sums_signed_by"`
+}
 
 func importDir(cacheDir, sha string) string { return filepath.Join(cacheDir, "ib", sha) }
 
@@ -170,7 +179,7 @@ func runIB(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if o.json {
-		return writeJSON(e.stdout, rec)
+		return setResult(e, ibImportResult{importRecord: rec, SignedBy: cliout.Key{Fingerprint: rec.SignedBy}})
 	}
 	fmt.Fprintf(e.stdout, "verified %s (sha256 %s, sha256sums signed by %s)\nImageBuilder tree %s\nuserland          %s\nimage digest      %s\nin the image cache %s; a profile with\n  imagebuilder: {archive: %s, archive_sha256: %s}\nlocks it as %s\n",
 		archive, want, rec.SignedBy, tree, rec.Userland, rec.Digest, filepath.Join(cacheDir, "images"), rec.Archive, want, rec.LockRef)

@@ -65,17 +65,13 @@ func TestIBImport(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	if !strings.Contains(out, `"digest": "sha256:`) || !strings.Contains(out, `"files": 4`) {
+	rec := jsonDoc[ibImportResult](t, fndResult{code, out, stderr}, "ib import").Result
+	if !strings.HasPrefix(rec.Digest, "sha256:") || rec.Files != 4 || len(rec.SignedBy.Fingerprint) != 16 {
 		t.Fatalf("output: %s", out)
 	}
 	// The image is in the cache builds pull from, under the digest the
 	// output says to pin; Load never touches the network.
-	i := strings.Index(out, `"lock_ref": "`)
-	if i < 0 {
-		t.Fatalf("no lock_ref in %s", out)
-	}
-	ref := out[i+len(`"lock_ref": "`):]
-	ref = ref[:strings.IndexByte(ref, '"')]
+	ref := rec.LockRef
 	if !strings.HasPrefix(ref, container.ImportedRepository+"@sha256:") {
 		t.Fatalf("lock ref %q", ref)
 	}
@@ -85,9 +81,8 @@ func TestIBImport(t *testing.T) {
 	}
 	// Importing twice gives the same digest: the packed image does not
 	// depend on when it was made.
-	code, out2, _ := runCLI(t, "ib", "import", archive, "--sha256sums", sums, "--sig", sig, "--keys", keys, "--cache", cache, "--json")
-	digest := func(s string) string { i := strings.Index(s, `"digest"`); return s[i : i+80] }
-	if code != exitOK || digest(out) != digest(out2) {
+	code, out2, stderr2 := runCLI(t, "ib", "import", archive, "--sha256sums", sums, "--sig", sig, "--keys", keys, "--cache", cache, "--json")
+	if rec2 := jsonDoc[ibImportResult](t, fndResult{code, out2, stderr2}, "ib import").Result; code != exitOK || rec2.Digest != rec.Digest {
 		t.Fatalf("second import: %d %s", code, out2)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/torwrt/torwrt/internal/cliout"
 	"github.com/torwrt/torwrt/internal/fwimage"
 	"github.com/torwrt/torwrt/internal/imagediff"
 	"github.com/torwrt/torwrt/internal/imagesig"
@@ -19,25 +20,19 @@ type inspectOptions struct {
 	outputOptions
 }
 
-type inspectChunk struct {
-	fwimage.Chunk
-	TypeName string `json:"type_name"`
-	CRCOK    bool   `json:"crc_ok"`
-	// Signature details, for signature chunks.
-	FakeCertificate bool   `json:"fake_certificate,omitempty"`
-	SignedBy        string `json:"signed_by,omitempty"`
-	ChainLength     int    `json:"chain_length,omitempty"`
-	Problem         string `json:"problem,omitempty"`
-}
-
+// inspectReport is the result of `inspect --json`
+// (torwrt.imgbuild.inspect/v1); verify and diff show images the same way.
 type inspectReport struct {
-	Image          string            `json:"image"`
-	Size           int64             `json:"size"`
-	PayloadEnd     int64             `json:"payload_end"`
-	Chunks         []inspectChunk    `json:"chunks"`
-	Metadata       *fwimage.Metadata `json:"metadata,omitempty"`
-	MetadataJSON   string            `json:"metadata_json,omitempty"`
-	HasSignature   bool              `json:"has_signature"`
+	Image        string            `json:"image"`
+	Size         int64             `json:"size"`
+	PayloadEnd   int64             `json:"payload_end"`
+	Chunks       []cliout.Chunk    `json:"chunks"`
+	Metadata     *fwimage.Metadata `json:"metadata,omitempty"`
+	MetadataJSON string            `json:"metadata_json,omitempty"`
+	HasSignature bool              `json:"has_signature"`
+	// Signature is the signature chunk's, read but not checked against
+	// any key (verify does that); absent without a signature chunk.
+	Signature      *cliout.Signature `json:"signature,omitempty"`
 	SHA256         string            `json:"sha256"`
 	SHA256Unsigned string            `json:"sha256_unsigned"`
 	Files          []imagediff.File  `json:"files,omitempty"`
@@ -65,16 +60,18 @@ func runInspect(ctx context.Context, e env, args []string) error {
 		}
 	}
 	if o.json {
-		return writeJSON(e.stdout, rep)
+		return setResult(e, rep)
 	}
 	fmt.Fprintf(e.stdout, "image            %s\nsize             %d\npayload end      0x%x\n", rep.Image, rep.Size, rep.PayloadEnd)
 	for i, c := range rep.Chunks {
-		fmt.Fprintf(e.stdout, "chunk %d          %s, data at 0x%x, %d bytes, crc 0x%08x ok", i, c.TypeName, c.Offset, c.Len, c.CRC)
-		switch {
-		case c.FakeCertificate:
+		fmt.Fprintf(e.stdout, "chunk %d          %s, data at 0x%x, %d bytes, crc 0x%08x ok", i, c.Type, c.Offset, c.Len, c.CRC)
+		switch s := c.Signature; {
+		case s != nil && s.FakeCertificate:
 			fmt.Fprintf(e.stdout, ", FAKE CERTIFICATE (unsigned)")
-		case c.SignedBy != "":
-			fmt.Fprintf(e.stdout, ", signed by key %s", c.SignedBy)
+		case s != nil && s.Key != nil:
+			fmt.Fprintf(e.stdout, ", signed by key %s", s.Key.Fingerprint)
+		case s != nil && s.Problem != "":
+			fmt.Fprintf(e.stdout, ", %s", s.Problem)
 		case c.Problem != "":
 			fmt.Fprintf(e.stdout, ", %s", c.Problem)
 		}
@@ -123,12 +120,12 @@ func inspectImage(path string) (*inspectReport, error) {
 		if !found {
 			// A truncated image still shows its payload hashes; a file
 			// with no fwtool trailer anywhere near its end is not an image.
-			return nil, fmt.Errorf("%s: not a sysupgrade image: no fwtool metadata or signature chunk (trailer magic \"FWx0\") in its last %d bytes; pass the *-sysupgrade.bin that imgbuild build wrote", path, trailerScan)
+			return nil, fmt.Errorf("%s: %w: no fwtool metadata or signature chunk (trailer magic \"FWx0\") in its last %d bytes; pass the *-sysupgrade.bin that imgbuild build wrote", path, errNotAnImage, trailerScan)
 		}
 	}
 	rep := &inspectReport{Image: path, Size: layout.Size, PayloadEnd: layout.PayloadEnd}
 	for _, c := range layout.Chunks {
-		ic := inspectChunk{Chunk: c, TypeName: c.Type.String(), CRCOK: true}
+		ic := chunkJSON(c)
 		data, err := fwimage.ReadChunk(f, c)
 		if err != nil {
 			return nil, err
@@ -142,8 +139,9 @@ func inspectImage(path string) (*inspectReport, error) {
 			}
 			rep.Metadata, rep.MetadataJSON = m, string(raw)
 		case fwimage.TypeSignature:
-			describeSignature(&ic, data)
-			rep.HasSignature = ic.SignedBy != ""
+			ic.Signature = describeSignature(data)
+			rep.Signature = ic.Signature
+			rep.HasSignature = ic.Signature.Key != nil
 		}
 		rep.Chunks = append(rep.Chunks, ic)
 	}
@@ -176,16 +174,17 @@ func hasTrailerMagic(r io.ReaderAt, size int64) (bool, error) {
 	return bytes.Contains(buf, binary.BigEndian.AppendUint32(nil, fwimage.Magic)), nil
 }
 
-func describeSignature(ic *inspectChunk, data []byte) {
+// describeSignature reads a signature chunk without checking it.
+func describeSignature(data []byte) *cliout.Signature {
 	if fwimage.IsFakeCertificate(data) {
-		ic.FakeCertificate = true
-		return
+		return &cliout.Signature{FakeCertificate: true}
 	}
 	sig, n, err := imagesig.ChunkSignature(data)
-	ic.ChainLength = n
+	s := &cliout.Signature{ChainLength: n}
 	if err != nil {
-		ic.Problem = err.Error()
-		return
+		s.Problem = err.Error()
+		return s
 	}
-	ic.SignedBy = sig.Fingerprint.String()
+	s.Key = cliout.KeyRef(sig.Fingerprint.String())
+	return s
 }

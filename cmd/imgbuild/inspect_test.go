@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -48,18 +47,8 @@ func TestInspectBadInputs(t *testing.T) {
 func TestInspectJSON(t *testing.T) {
 	f := fndMakeFixtures(t)
 	r := fndMust(t, "inspect", "--json", f.img["fake-cert"])
-	var rep struct {
-		HasSignature bool `json:"has_signature"`
-		Chunks       []struct {
-			TypeName        string `json:"type_name"`
-			FakeCertificate bool   `json:"fake_certificate"`
-		} `json:"chunks"`
-		MetadataJSON string `json:"metadata_json"`
-	}
-	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
-		t.Fatalf("%v\n%s", err, r.stdout)
-	}
-	if rep.HasSignature || len(rep.Chunks) != 2 || rep.Chunks[0].TypeName != "metadata" || !rep.Chunks[1].FakeCertificate {
+	rep := jsonDoc[inspectReport](t, r, "inspect").Result
+	if rep.HasSignature || len(rep.Chunks) != 2 || rep.Chunks[0].Type != "metadata" || rep.Chunks[1].Signature == nil || !rep.Chunks[1].Signature.FakeCertificate {
 		t.Errorf("report %+v", rep)
 	}
 	if rep.MetadataJSON != fndGLAR150 {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 
+	"github.com/torwrt/torwrt/internal/cliout"
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
@@ -34,14 +35,18 @@ func runKeygen(ctx context.Context, e env, args []string) error {
 	if err := usign.WriteKeyPair(o.out, k); err != nil {
 		return err
 	}
-	res := map[string]string{
-		"fingerprint": k.Fingerprint.String(),
-		"public_key":  o.out + ".pub",
-		"secret_key":  o.out + ".sec",
-	}
+	res := keygenResult{Key: cliout.Key{Fingerprint: k.Fingerprint.String(), Comment: o.comment, File: o.out + ".pub"},
+		PublicKey: o.out + ".pub", SecretKey: o.out + ".sec"}
 	if o.json {
-		return writeJSON(e.stdout, res)
+		return setResult(e, res)
 	}
-	fmt.Fprintf(e.stdout, "fingerprint %s\npublic key  %s\nsecret key  %s (mode 0600; never commit it)\n", res["fingerprint"], res["public_key"], res["secret_key"])
+	fmt.Fprintf(e.stdout, "fingerprint %s\npublic key  %s\nsecret key  %s (mode 0600; never commit it)\n", res.Key.Fingerprint, res.PublicKey, res.SecretKey)
 	return nil
+}
+
+// keygenResult is the result of `keygen --json` (torwrt.imgbuild.keygen/v1).
+type keygenResult struct {
+	Key       cliout.Key `json:"key"`
+	PublicKey string     `json:"public_key"`
+	SecretKey string     `json:"secret_key"`
 }

@@ -21,6 +21,7 @@ import (
 	_ "github.com/sigstore/sigstore/pkg/signature/kms/gcp"
 	_ "github.com/sigstore/sigstore/pkg/signature/kms/hashivault"
 
+	"github.com/torwrt/torwrt/internal/cliout"
 	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/manifest"
 	"github.com/torwrt/torwrt/internal/provenance"
@@ -205,7 +206,7 @@ func releasePrepare(ctx context.Context, e env, args []string) error {
 	fs := newFlags(e, "release prepare", "", "Write the unsigned update manifest for every profile in DIST (dist/*/build-report.json).\nEach image is checked against its report. Print the payload sha256 for the key holders.")
 	fs.StringVar(&dist, "dist", "dist", "directory of built profiles")
 	fs.StringVar(&out, "out", "", "manifest file to write (default: DIST/release.json)")
-	fs.StringVar(&channel, "channel", "stable", "update channel")
+	fs.StringVar(&channel, "channel", "", "update channel; must be the channel the images were built for (default: theirs, from the build reports)")
 	fs.Uint64Var(&seq, "sequence", 0, "manifest sequence number; must grow with every release (required)")
 	fs.Uint64Var(&build, "build", 0, "build number of the releases (default: --sequence)")
 	fs.Uint64Var(&minBuild, "min-build", 0, "anti-rollback floor: no router installs a lower build")
@@ -249,7 +250,7 @@ func releasePrepare(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if o.json {
-		return writeJSON(e.stdout, map[string]any{"file": out, "payload_sha256": in.Digest, "manifest": m})
+		return setResult(e, releasePrepareResult{File: out, PayloadSHA256: in.Digest, Manifest: m})
 	}
 	fmt.Fprintf(e.stdout, "wrote %s: %d releases, sequence %d, valid until %s\npayload sha256 %s\n",
 		out, len(m.Releases), m.Sequence, m.NotAfter.UTC().Format(time.RFC3339), in.Digest)
@@ -330,7 +331,8 @@ func releaseSign(ctx context.Context, e env, args []string) error {
 		wrote, res = []string{file}, r
 	}
 	if o.json {
-		return writeJSON(e.stdout, map[string]any{"result": res, "wrote": wrote})
+		return setResult(e, releaseSignResult{Kind: res.Kind, PayloadSHA256: res.Digest, Key: cliout.Key{Fingerprint: res.KeyID},
+			Algorithm: string(s.Algorithm()), Detached: detached, Signatures: res.Signatures, Wrote: wrote})
 	}
 	fmt.Fprintf(e.stdout, "signed %s %s with key %s (%s); payload sha256 %s; %d usign signatures on it\n",
 		res.Kind, file, res.KeyID, s.Algorithm(), res.Digest, res.Signatures)
@@ -388,7 +390,7 @@ func releaseVerify(ctx context.Context, e env, args []string) error {
 			return rejectIf(err, verifyErrors...)
 		}
 		if o.json {
-			return writeJSON(e.stdout, kl)
+			return setResult(e, releaseVerifyResult{Kind: kindKeyList, File: rest[0], PayloadSHA256: in.Digest, KeyList: kl})
 		}
 		fmt.Fprintf(e.stdout, "key list %s: version %d, %d-of-%d, OK\n", rest[0], kl.Version, kl.Threshold, len(kl.Keys))
 		for _, k := range kl.Keys {
@@ -408,7 +410,12 @@ func releaseVerify(ctx context.Context, e env, args []string) error {
 		return rejectIf(err, verifyErrors...)
 	}
 	if o.json {
-		return writeJSON(e.stdout, res)
+		r := releaseVerifyResult{Kind: kindManifest, File: rest[0], PayloadSHA256: res.Digest, SignedBy: []cliout.Key{},
+			Threshold: th, Ignored: res.Ignored, Sequence: res.Sequence, NotAfter: res.NotAfter, Images: res.Images}
+		for _, k := range res.Keys {
+			r.SignedBy = append(r.SignedBy, cliout.Key{Fingerprint: k})
+		}
+		return setResult(e, r)
 	}
 	fmt.Fprintf(e.stdout, "manifest %s: OK, %d-of-%d threshold met by %s; sequence %d, valid until %s\n",
 		rest[0], th, kr.Len(), strings.Join(res.Keys, ", "), res.Sequence, res.NotAfter)
@@ -431,13 +438,26 @@ func readHolders(s string) map[string]string {
 	return m
 }
 
-func writeKeyList(e env, out string, data []byte, kl *release.KeyList) error {
+func writeKeyList(e env, asJSON bool, out string, data []byte, kl *release.KeyList, revoked []string) error {
 	if err := imagesig.WriteFileAtomic(out, data, 0o644); err != nil {
 		return err
 	}
 	in, err := release.Inspect(data)
 	if err != nil {
 		return err
+	}
+	if asJSON {
+		res := releaseKeyListResult{File: out, PayloadSHA256: in.Digest, Version: kl.Version, Threshold: kl.Threshold, Keys: []cliout.Key{}, Revoked: []cliout.Key{}}
+		for _, k := range kl.Keys {
+			res.Keys = append(res.Keys, cliout.Key{Fingerprint: k.KeyID, Comment: k.Holder})
+		}
+		for _, k := range revoked {
+			res.Revoked = append(res.Revoked, cliout.Key{Fingerprint: k})
+		}
+		return setResult(e, res)
+	}
+	if len(revoked) > 0 {
+		fmt.Fprintf(e.stdout, "revoking keys: %s\n", strings.Join(revoked, ", "))
 	}
 	fmt.Fprintf(e.stdout, "wrote %s: key list version %d, %d-of-%d, payload sha256 %s\n", out, kl.Version, kl.Threshold, len(kl.Keys), in.Digest)
 	fmt.Fprintf(e.stdout, "it needs signatures: imgbuild release sign --key KEY %s\n", out)
@@ -447,7 +467,9 @@ func writeKeyList(e env, out string, data []byte, kl *release.KeyList) error {
 func releaseKeys(_ context.Context, e env, args []string) error {
 	var dir, out, holders string
 	var threshold int
+	var o outputOptions
 	fs := newFlags(e, "release keys", "", "Write the root key list (version 1, unsigned) from a directory of usign public keys.\nA threshold of its own keys must then sign it; verifiers pin it.")
+	o.addFlags(fs)
 	fs.StringVar(&dir, "keys", "", "directory of the release keys' usign public keys (required)")
 	fs.IntVar(&threshold, "threshold", 0, "signatures a manifest needs (required)")
 	fs.StringVar(&out, "out", "keys.json", "key list file to write")
@@ -471,17 +493,19 @@ func releaseKeys(_ context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return writeKeyList(e, out, data, kl)
+	return writeKeyList(e, o.json, out, data, kl, nil)
 }
 
 func releaseRotate(_ context.Context, e env, args []string) error {
 	var t trustOptions
 	var dir, out, holders string
 	var threshold int
+	var o outputOptions
 	fs := newFlags(e, "release rotate", "", "Write the next key list (version +1, unsigned) with the keys in --new-keys. The\ncurrent list is found by walking --root and --key-list. The new list must be signed by\na threshold of the current list's keys and a threshold of its own keys.")
 	t.addFlags(fs)
 	fs.StringVar(&dir, "new-keys", "", "directory of the new list's usign public keys (required)")
 	fs.IntVar(&threshold, "new-threshold", 0, "threshold of the new list (required)")
+	o.addFlags(fs)
 	fs.StringVar(&out, "out", "", "key list file to write (required)")
 	fs.StringVar(&holders, "holders", "", "who holds which key: FINGERPRINT=name,...")
 	rest, err := parseFlags(fs, args)
@@ -510,10 +534,7 @@ func releaseRotate(_ context.Context, e env, args []string) error {
 		}
 	}
 	sort.Strings(removed)
-	if len(removed) > 0 {
-		fmt.Fprintf(e.stdout, "revoking keys: %s\n", strings.Join(removed, ", "))
-	}
-	return writeKeyList(e, out, data, next)
+	return writeKeyList(e, o.json, out, data, next, removed)
 }
 
 func mustFP(s string) usign.Fingerprint {
@@ -564,7 +585,7 @@ func releaseAttest(ctx context.Context, e env, args []string) error {
 		return rejectIf(err, verifyErrors...)
 	}
 	if o.json {
-		return writeJSON(e.stdout, res)
+		return setResult(e, releaseAttestResult{Profiles: append([]release.Attested{}, res...)})
 	}
 	for _, a := range res {
 		fmt.Fprintf(e.stdout, "%s: wrote %s\n", a.Profile, strings.Join(a.Wrote, ", "))
@@ -586,7 +607,9 @@ func toolVersion() string {
 
 func releasePubkey(ctx context.Context, e env, args []string) error {
 	var key, out string
+	var o outputOptions
 	fs := newFlags(e, "release pubkey", "", "Print (or write to --out DIR) the public key of --key: the usign .pub file for\nEd25519 keys (for /etc/opkg/keys and key lists) and a PEM for cosign.")
+	o.addFlags(fs)
 	fs.StringVar(&key, "key", "", "key (file, pkcs11: or KMS URI) (required)")
 	fs.StringVar(&out, "out", "", "write KEYID.pub and KEYID.pem into this directory")
 	rest, err := parseFlags(fs, args)
@@ -610,7 +633,11 @@ func releasePubkey(ctx context.Context, e env, args []string) error {
 		up.Comment = "torwrt release key " + s.KeyID()
 		pubFile = up.Marshal()
 	}
+	res := releasePubkeyResult{Key: cliout.Key{Fingerprint: s.KeyID()}, Algorithm: string(s.Algorithm()), Usign: string(pubFile), PEM: string(pemKey), Wrote: []string{}}
 	if out == "" {
+		if o.json {
+			return setResult(e, res)
+		}
 		fmt.Fprintf(e.stdout, "key %s (%s)\n%s%s", s.KeyID(), s.Algorithm(), pubFile, pemKey)
 		return nil
 	}
@@ -621,10 +648,75 @@ func releasePubkey(ctx context.Context, e env, args []string) error {
 		if err := imagesig.WriteFileAtomic(filepath.Join(out, s.KeyID()+".pub"), pubFile, 0o644); err != nil {
 			return err
 		}
+		res.Wrote = append(res.Wrote, filepath.Join(out, s.KeyID()+".pub"))
 	}
 	if err := imagesig.WriteFileAtomic(filepath.Join(out, s.KeyID()+".pem"), pemKey, 0o644); err != nil {
 		return err
 	}
+	res.Wrote = append(res.Wrote, filepath.Join(out, s.KeyID()+".pem"))
+	if o.json {
+		return setResult(e, res)
+	}
 	fmt.Fprintf(e.stdout, "wrote the public key of %s (%s) to %s\n", s.KeyID(), s.Algorithm(), out)
 	return nil
+}
+
+// The results of the release subcommands' --json
+// (torwrt.imgbuild.release.<subcommand>/v1), documented in docs/cli.md.
+
+type releasePrepareResult struct {
+	File          string             `json:"file"`
+	PayloadSHA256 string             `json:"payload_sha256"`
+	Manifest      *manifest.Manifest `json:"manifest"`
+}
+
+type releaseSignResult struct {
+	Kind          string     `json:"kind"` // "manifest" or "key_list"
+	PayloadSHA256 string     `json:"payload_sha256"`
+	Key           cliout.Key `json:"key"`
+	Algorithm     string     `json:"algorithm"`
+	Detached      bool       `json:"detached"`
+	Signatures    int        `json:"signatures"` // usign signatures on the file now
+	Wrote         []string   `json:"wrote"`
+}
+
+const (
+	kindManifest = "manifest"
+	kindKeyList  = "key_list"
+)
+
+type releaseVerifyResult struct {
+	Kind          string `json:"kind"` // "manifest" or "key_list"
+	File          string `json:"file"`
+	PayloadSHA256 string `json:"payload_sha256"`
+	// For a manifest:
+	SignedBy  []cliout.Key `json:"signed_by,omitempty"` // the distinct trusted keys counted
+	Threshold int          `json:"threshold,omitempty"`
+	Ignored   []string     `json:"ignored,omitempty"` // signatures not counted, and why
+	Sequence  uint64       `json:"sequence,omitempty"`
+	NotAfter  string       `json:"not_after,omitempty"`
+	Images    []string     `json:"images,omitempty"` // checked with --dist
+	// For a key list:
+	KeyList *release.KeyList `json:"key_list,omitempty"`
+}
+
+type releaseKeyListResult struct {
+	File          string       `json:"file"`
+	PayloadSHA256 string       `json:"payload_sha256"`
+	Version       uint64       `json:"version"`
+	Threshold     int          `json:"threshold"`
+	Keys          []cliout.Key `json:"keys"`    // comment: the holder
+	Revoked       []cliout.Key `json:"revoked"` // rotate: keys of the current list not in the new one
+}
+
+type releaseAttestResult struct {
+	Profiles []release.Attested `json:"profiles"`
+}
+
+type releasePubkeyResult struct {
+	Key       cliout.Key `json:"key"`
+	Algorithm string     `json:"algorithm"`
+	Usign     string     `json:"usign_public_key,omitempty"` // the .pub file's text, for Ed25519 keys
+	PEM       string     `json:"pem"`
+	Wrote     []string   `json:"wrote"` // with --out
 }

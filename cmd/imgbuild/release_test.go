@@ -80,7 +80,7 @@ func relDist(t *testing.T, imageKey *usign.SecretKey) string {
 	}
 	fi, _ := os.Stat(img)
 	rep, _ := json.Marshal(map[string]any{
-		"profile": "gl-ar150", "version": "0.1.0", "image": name, "image_sha256": res.SHA256, "image_size": fi.Size(),
+		"profile": "gl-ar150", "channel": "stable", "version": "0.1.0", "image": name, "image_sha256": res.SHA256, "image_size": fi.Size(),
 		"board": "glinet,gl-ar150", "packages": []string{"tor 0.4.8.13-r1"}, "signed_by": res.Key,
 	})
 	os.WriteFile(filepath.Join(dir, release.ReportFile), rep, 0o644)

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/torwrt/torwrt/internal/cliout"
 )
 
 // env is what a verb may touch of the process, so tests run the whole CLI
@@ -24,6 +25,9 @@ type env struct {
 	// `imgbuild completion` can read each verb's flags without a second
 	// list that could drift.
 	flagSets *[]*flag.FlagSet
+	// cli is the current run of a verb, for its --json document; run
+	// sets it.
+	cli *invocation
 }
 
 func stdEnv() env {
@@ -104,6 +108,7 @@ func run(ctx context.Context, e env, args []string) int {
 		if v.name != name {
 			continue
 		}
+		e.cli = &invocation{}
 		err := v.run(ctx, e, rest)
 		return report(e, name, err)
 	}
@@ -116,13 +121,29 @@ func run(ctx context.Context, e env, args []string) int {
 	return exitUsage
 }
 
+// report prints err for people on stderr and, with --json, the run's one
+// document on stdout; it returns the exit code.
 func report(e env, name string, err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK // --help printed the usage, not a document
+	}
+	code := reportText(e, name, err)
+	if e.cli != nil && e.cli.jsonWanted() {
+		if werr := e.cli.write(e.stdout, code, err); werr != nil {
+			fmt.Fprintf(e.stderr, "imgbuild %s: writing JSON: %v\n", name, werr)
+			if code == exitOK {
+				code = exitFailure
+			}
+		}
+	}
+	return code
+}
+
+func reportText(e env, name string, err error) int {
 	var ue usageError
 	var re rejectedError
 	switch {
 	case err == nil:
-		return exitOK
-	case errors.Is(err, flag.ErrHelp):
 		return exitOK
 	case errors.As(err, &ue):
 		fmt.Fprintf(e.stderr, "imgbuild %s: %v\n", name, err)
@@ -155,6 +176,9 @@ func printUsage(w io.Writer) {
 func newFlags(e env, name, argsUsage, summary string) *flag.FlagSet {
 	fs := flag.NewFlagSet("imgbuild "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stdout)
+	if e.cli != nil {
+		e.cli.schema, e.cli.fs = cliout.Schema("imgbuild", strings.Fields(name)...), fs
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: imgbuild %s [flags] %s\n\n%s\n\nFlags:\n", name, argsUsage, summary)
 		fs.PrintDefaults()
@@ -194,6 +218,7 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 				usage()
 				return nil, err
 			}
+			markJSON(fs, args)
 			var text bytes.Buffer
 			fs.SetOutput(&text)
 			usage()
@@ -281,11 +306,5 @@ func levenshtein(a, b string) int {
 type outputOptions struct{ json bool }
 
 func (o *outputOptions) addFlags(fs *flag.FlagSet) {
-	fs.BoolVar(&o.json, "json", false, "print the result as JSON on stdout")
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	fs.BoolVar(&o.json, "json", false, "print one JSON document on stdout, success or failure (docs/cli.md)")
 }

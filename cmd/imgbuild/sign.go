@@ -9,9 +9,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/torwrt/torwrt/internal/cliout"
 	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/usign"
 )
+
+// signResult is the result of `sign --json` (torwrt.imgbuild.sign/v1).
+type signResult struct {
+	Image     string           `json:"image"`
+	Detached  string           `json:"detached_signature"`
+	SHA256    string           `json:"sha256"`
+	SignedLen int64            `json:"signed_len"` // bytes the chunk signature covers
+	Signature cliout.Signature `json:"signature"`
+}
 
 type signOptions struct {
 	key string
@@ -63,7 +73,7 @@ func runSign(ctx context.Context, e env, args []string) error {
 				if strings.HasSuffix(o.key, ".pub") {
 					want = strings.TrimSuffix(o.key, ".pub") + ".sec"
 				}
-				return fmt.Errorf("%s is a usign public key; signing needs the secret key: pass %s", o.key, want)
+				return fmt.Errorf("%s %w: pass %s", o.key, errPublicKey, want)
 			}
 		}
 		return err
@@ -78,7 +88,12 @@ func runSign(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if o.json {
-		return writeJSON(e.stdout, res)
+		sig := cliout.Signature{ChainLength: 1, Key: cliout.KeyRef(res.Key)}
+		if res.BuildKey != "" {
+			sig = cliout.Signature{ChainLength: 2, Key: cliout.KeyRef(res.BuildKey), Issuer: cliout.KeyRef(res.Key),
+				ValidFrom: bk.NotBefore.Unix(), ExpiresAt: res.ExpiresAt}
+		}
+		return setResult(e, signResult{Image: res.Image, Detached: res.Detached, SHA256: res.SHA256, SignedLen: res.SignedLen, Signature: sig})
 	}
 	fmt.Fprintf(e.stdout, "signed %s with key %s\ndetached signature %s\nsha256 %s\n", res.Image, res.Key, res.Detached, res.SHA256)
 	if res.BuildKey != "" {

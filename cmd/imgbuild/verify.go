@@ -6,8 +6,17 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/torwrt/torwrt/internal/cliout"
 	"github.com/torwrt/torwrt/internal/imagesig"
 )
+
+// verifyResult is the result of `verify --json`
+// (torwrt.imgbuild.verify/v1): inspect's document, with the signature
+// checked against the trusted keys.
+type verifyResult struct {
+	inspectReport
+	Board string `json:"board,omitempty"` // the --board the metadata was checked for
+}
 
 type verifyOptions struct {
 	keys  string
@@ -43,7 +52,22 @@ func runVerify(ctx context.Context, e env, args []string) error {
 		return rejectedError{fmt.Errorf("%s: %w", rest[0], err)}
 	}
 	if o.json {
-		return writeJSON(e.stdout, res)
+		rep, err := inspectImage(rest[0])
+		if err != nil {
+			return err
+		}
+		chain := 0
+		if rep.Signature != nil {
+			chain = rep.Signature.ChainLength
+		}
+		rep.Signature = &cliout.Signature{Verified: true, ChainLength: chain, Key: cliout.KeyRef(res.Key), Issuer: cliout.KeyRef(res.Issuer),
+			ValidFrom: res.ValidFrom, ExpiresAt: res.ExpiresAt}
+		for i := range rep.Chunks {
+			if rep.Chunks[i].Signature != nil {
+				rep.Chunks[i].Signature = rep.Signature
+			}
+		}
+		return setResult(e, verifyResult{inspectReport: *rep, Board: o.board})
 	}
 	fmt.Fprintf(e.stdout, "OK %s: signed by key %s, for %v, version %s\n", rest[0], res.Key, res.Metadata.SupportedDevices, res.Metadata.Version.Version)
 	return nil

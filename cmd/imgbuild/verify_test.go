@@ -71,7 +71,7 @@ func TestVerifyUsage(t *testing.T) {
 	fndExpect(t, fndRun(t, "verify", "--nope", "--keys", f.keys, f.img["good"]), exitUsage, "flag provided but not defined")
 	fndExpect(t, fndRun(t, "verify", "--keys", f.keys, f.img["good"]+".missing"), exitFailure, "no such file")
 	r := fndMust(t, "verify", "--keys", f.keys, "--json", f.img["good"])
-	if !strings.Contains(r.stdout, `"sha256_unsigned"`) || !strings.Contains(r.stdout, `"key": "`+f.fp+`"`) {
+	if res := jsonDoc[verifyResult](t, r, "verify").Result; res.SHA256Unsigned == "" || res.Signature == nil || res.Signature.Key.Fingerprint != f.fp {
 		t.Errorf("verify --json: %s", r.stdout)
 	}
 }

@@ -66,7 +66,7 @@ func runVersion(ctx context.Context, e env, args []string) error {
 	}
 	v := buildVersion()
 	if o.json {
-		return writeJSON(e.stdout, v)
+		return setResult(e, v)
 	}
 	fmt.Fprintf(e.stdout, "imgbuild %s\n", v.Version)
 	if v.Commit != "" {

@@ -45,6 +45,12 @@ type Cache struct {
 	// Insecure allows plain-http registries, and only on loopback
 	// addresses (127.0.0.1, ::1, localhost): for in-process test registries.
 	Insecure bool
+	// Mirrors maps a registry named in pinned references to the host that
+	// actually serves it: the simulated ImageBuilder's in-process registry
+	// listens on a random port, while locks and attestations name it by
+	// one fixed host, so they do not change from run to run. The digest is
+	// verified all the same.
+	Mirrors map[string]string
 }
 
 // Image is an image in the cache.
@@ -132,8 +138,15 @@ func (c *Cache) Pull(ctx context.Context, ref string) (*Image, error) {
 		remote.WithTransport(&schemeGuard{insecure: c.Insecure, next: remote.DefaultTransport}),
 		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH}),
 	}
+	fetch := d
+	if host, ok := c.Mirrors[d.Context().RegistryStr()]; ok {
+		if fetch, err = ParseDigest(host + "/" + d.Context().RepositoryStr() + "@" + pinned); err != nil {
+			return nil, fmt.Errorf("container: mirror %s of %s: %w", host, d.Context().RegistryStr(), err)
+		}
+		c.progressf("container: %s is served by %s\n", d.Context().RegistryStr(), host)
+	}
 	c.progressf("container: pulling %s\n", ref)
-	desc, err := remote.Get(d, opts...)
+	desc, err := remote.Get(fetch, opts...)
 	if err != nil {
 		if strings.Contains(err.Error(), "does not match requested digest") {
 			return nil, fmt.Errorf("container: the registry served a manifest for %s that does not hash to the pinned digest: refusing it (the registry, or something between, is not serving the pinned image): %w", ref, err)

@@ -228,7 +228,8 @@ func (r *engineRunner) Run(ctx context.Context, spec RunSpec) error {
 	defer restore()
 
 	args := append(append([]string{}, r.global...), r.runArgs(spec, imageID, workdir)...)
-	r.opts.Logf("container: %s %s", r.engine, strings.Join(args, " "))
+	r.opts.Logf("container: %s", runSummary(r.engine, spec))
+	r.opts.Debugf("container: %s %s", r.engine, strings.Join(args, " "))
 	cmd := exec.CommandContext(ctx, r.bin, args...)
 	// On cancel: SIGTERM to the client (podman proxies it to the
 	// container) and, since PID 1 in a container may ignore SIGTERM, remove
@@ -255,6 +256,19 @@ func (r *engineRunner) Run(ctx context.Context, spec RunSpec) error {
 		return fmt.Errorf("container: starting %s run %s: %w", r.engine, spec.Name, runErr)
 	}
 	return nil
+}
+
+// runSummary is one line about a run for people: the engine, the image's
+// short digest, the isolation and the mounts; the argv (with its long entry
+// script) only goes to Debugf.
+func runSummary(engine string, spec RunSpec) string {
+	ro := 0
+	for _, m := range spec.Mounts {
+		if m.ReadOnly {
+			ro++
+		}
+	}
+	return fmt.Sprintf("%s run %s: image %s, network off, %d mounts (%d read-only)", engine, spec.Name, shortDigest(spec.Image.Digest), len(spec.Mounts), ro)
 }
 
 // remove force-removes the container name (a no-op when it is gone), under

@@ -221,7 +221,8 @@ func (h *hostRunner) Run(ctx context.Context, spec RunSpec) error {
 	tail := &tailBuffer{n: stderrTailLines}
 	cmd.Stdout = writerOr(spec.Stdout)
 	cmd.Stderr = io.MultiWriter(writerOr(spec.Stderr), tail)
-	h.opts.Logf("container: host run %s in %s: %s", spec.Name, wd, strings.Join(spec.Argv, " "))
+	h.opts.Logf("container: host run %s: image %s extracted on the host, no network isolation, in %s", spec.Name, shortDigest(spec.Image.Digest), wd)
+	h.opts.Debugf("container: host run %s: %s", spec.Name, strings.Join(spec.Argv, " "))
 	runErr := cmd.Run()
 	if cmd.Process != nil {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // leftovers of the group

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,5 +183,53 @@ func testEmptyStore(t *testing.T, image v1.Image) {
 	testRunner(t, r, img)
 	if _, err := os.Stat(graph); err != nil {
 		t.Fatalf("podman did not use the test's graphroot: %v", err)
+	}
+}
+
+// TestRunArgvOnlyInDebugf: a run logs one summary line (engine, image,
+// isolation, mounts) to Logf; the command line, with its script, goes to
+// Debugf only (imgbuild --verbose).
+func TestRunArgvOnlyInDebugf(t *testing.T) {
+	requireTool(t, "podman", "podman")
+	requireTool(t, "runc", "runc")
+	img := pulledTiny(t)
+	for _, engine := range []string{"podman", "host"} {
+		t.Run(engine, func(t *testing.T) {
+			var logs, debug []string
+			r, err := NewRunner(engine, RunnerOptions{
+				WorkRoot: t.TempDir(), StateDir: podmanStateDir(),
+				Logf:   func(f string, a ...any) { logs = append(logs, fmt.Sprintf(f, a...)) },
+				Debugf: func(f string, a ...any) { debug = append(debug, fmt.Sprintf(f, a...)) },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := t.TempDir()
+			os.Chmod(in, 0o755)
+			const marker = "echo a-long-entry-script-marker"
+			var stdout bytes.Buffer
+			spec := RunSpec{Name: runName(t, "argv-"+engine), Image: img, Argv: []string{"/bin/sh", "-c", marker},
+				Mounts: []Mount{{Source: in, Target: "/work/in", ReadOnly: true}}, Stdout: &stdout}
+			if err := r.Run(t.Context(), spec); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.TrimSpace(stdout.String()); got != "a-long-entry-script-marker" {
+				t.Fatalf("stdout %q", got)
+			}
+			all := strings.Join(logs, "\n")
+			if strings.Contains(all, marker) {
+				t.Errorf("Logf shows the argv:\n%s", all)
+			}
+			want := engine + " run " + spec.Name + ": image " + shortDigest(img.Digest)
+			if !strings.Contains(all, want) {
+				t.Errorf("Logf has no summary %q:\n%s", want, all)
+			}
+			if engine == "podman" && !strings.Contains(all, "network off, 2 mounts (1 read-only)") {
+				t.Errorf("podman summary lacks isolation and mounts (the input and the status directory):\n%s", all)
+			}
+			if d := strings.Join(debug, "\n"); !strings.Contains(d, marker) {
+				t.Errorf("Debugf lacks the argv:\n%s", d)
+			}
+		})
 	}
 }

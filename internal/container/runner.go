@@ -52,8 +52,12 @@ type RunnerOptions struct {
 	// copies of their working directory. Default: $XDG_CACHE_HOME or
 	// ~/.cache, then torwrt/host-runner.
 	WorkRoot string
-	// Logf receives one line per notable action (image load, chown, cleanup).
+	// Logf receives one line per notable action (image load, chown,
+	// cleanup, and a one-line summary of each run).
 	Logf func(format string, args ...any)
+	// Debugf receives details for --verbose: the full engine command line
+	// of each run (which holds no secrets: keep it so). nil: dropped.
+	Debugf func(format string, args ...any)
 	// StateDir, when set, gives podman its own storage and state (--root,
 	// --runroot, --tmpdir under it) instead of the system's. Ignored by the
 	// other engines.
@@ -159,6 +163,9 @@ func cleanAbs(p string) bool {
 // NewRunner returns the runner for engine: "podman", "docker", "host", or ""
 // for $TORWRT_ENGINE, else podman if it works here, else docker if it works.
 func NewRunner(engine string, opts RunnerOptions) (Runner, error) {
+	if opts.Debugf == nil {
+		opts.Debugf = func(string, ...any) {}
+	}
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
