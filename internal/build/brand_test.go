@@ -151,6 +151,8 @@ func brandMarkers(b *brand.Brand) map[string][][]byte {
 		"texts.tagline":     {[]byte(b.Texts.Tagline)},
 		"texts.footer":      {[]byte(b.Texts.Footer)},
 		"logo":              {[]byte(base64.StdEncoding.EncodeToString(b.LogoData))},
+		"country":           {[]byte("option country '" + b.Country + "'")},
+		"channel":           {[]byte(`"channel": "` + b.Channel + `"`)},
 	}
 	// Optional texts: only those the brand sets.
 	for field, v := range map[string]string{

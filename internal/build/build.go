@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/torwrt/torwrt"
 	"github.com/torwrt/torwrt/internal/brand"
 	"github.com/torwrt/torwrt/internal/container"
 	"github.com/torwrt/torwrt/internal/feed"
@@ -33,10 +34,11 @@ import (
 	"github.com/torwrt/torwrt/internal/gobuild"
 	"github.com/torwrt/torwrt/internal/imagebuilder"
 	"github.com/torwrt/torwrt/internal/imagesig"
-	"github.com/torwrt/torwrt/internal/ipk"
 	"github.com/torwrt/torwrt/internal/nftmods"
 	"github.com/torwrt/torwrt/internal/normalize"
+	"github.com/torwrt/torwrt/internal/pkgdb"
 	"github.com/torwrt/torwrt/internal/profile"
+	"github.com/torwrt/torwrt/internal/progress"
 	"github.com/torwrt/torwrt/internal/provenance"
 	"github.com/torwrt/torwrt/internal/release"
 	"github.com/torwrt/torwrt/internal/signer"
@@ -46,7 +48,7 @@ import (
 
 // Options configure one build. Paths are host paths.
 type Options struct {
-	Root     string // repository root: profiles/, overlay/, brands/
+	Root     string // torwrt checkout to compile the daemon from; "": the source embedded in imgbuild
 	Profile  *profile.Profile
 	Lock     *profile.Lock
 	Brand    *brand.Brand
@@ -71,7 +73,14 @@ type Options struct {
 	// InsecureRegistry allows a plain-HTTP registry on 127.0.0.1 (the
 	// in-process one the simulated ImageBuilder is served from).
 	InsecureRegistry bool
-	Version          string // firmware version, e.g. 0.1.0
+	// ToolVersion is imgbuild's own version, for the SBOM's tools entry.
+	ToolVersion string
+	// RegistryMirrors: see container.Cache.Mirrors (Simulation.Mirrors).
+	RegistryMirrors map[string]string
+	Version         string // firmware version, e.g. 0.1.0
+	// Country overrides the brand's Wi-Fi country (ISO 3166-1 alpha-2);
+	// a build with neither fails.
+	Country string
 	// Build is the monotonic build number the image states in
 	// /etc/torwrt/release.json and the release manifest lists; 0 means 1.
 	Build uint64
@@ -88,6 +97,7 @@ type Options struct {
 type Report struct {
 	Profile         string          `json:"profile"`
 	Brand           string          `json:"brand"`
+	Channel         string          `json:"channel"` // the brand's release channel; release prepare writes it into the manifest
 	Simulated       bool            `json:"simulated"`
 	Note            string          `json:"note,omitempty"`
 	Version         string          `json:"version"`
@@ -100,8 +110,11 @@ type Report struct {
 	Daemon          *gobuild.Result `json:"daemon"`
 	OverlaySHA256   string          `json:"overlay_sha256"`
 	Packages        []string        `json:"packages"`
-	// InstalledInImage counts the packages the image's own opkg status
-	// database lists; they must equal Packages.
+	// PackageManager is the ImageBuilder's: apk or opkg.
+	PackageManager string `json:"package_manager"`
+	// InstalledInImage counts the packages the image's own package
+	// database (apk's installed, opkg's status) lists; they must equal
+	// Packages.
 	InstalledInImage int               `json:"installed_in_image"`
 	Normalize        *normalize.Result `json:"normalize"`
 	StrippedIBSig    bool              `json:"stripped_imagebuilder_signature"`
@@ -113,11 +126,18 @@ type Report struct {
 	SignedBy         string            `json:"signed_by"`
 	Board            string            `json:"board"`
 	Outputs          []string          `json:"outputs"`
-	DistDir          string            `json:"dist_dir"`
-	Timings          map[string]string `json:"timings"`
+	// DistDir and Timings are this run's, not the build's: they are not
+	// written into build-report.json, which is byte-reproducible like
+	// every other file in dist/ (`build --json` shows them).
+	DistDir string            `json:"-"`
+	Timings map[string]string `json:"-"`
 	// Warnings are problems a test profile is built with; a release
 	// profile fails on them instead.
 	Warnings []string `json:"warnings,omitempty"`
+	// ProfileFrom and BrandFrom say where the profile and the brand were
+	// read: a directory, or embedded in imgbuild.
+	ProfileFrom string `json:"profile_from"`
+	BrandFrom   string `json:"brand_from"`
 }
 
 // ErrTooBig: the image does not fit the board's flash.
@@ -131,12 +151,15 @@ type pipeline struct {
 	rep    *Report
 	work   string
 	logf   func(format string, a ...any)
+	pr     *progress.Printer // the profile's progress lines, on stderr
 	runner container.Runner
 	image  *container.Image
 	// ibManifest is the ImageBuilder's .manifest as written, installed
 	// the packages it lists.
 	ibManifest []byte
-	installed  []imagebuilder.Package
+	// imageDB is the package database read out of the built image.
+	imageDB   *pkgdb.Installed
+	installed []imagebuilder.Package
 }
 
 // Run builds one profile.
@@ -159,15 +182,27 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := checkSignerTrusted(o); err != nil {
 		return nil, err
 	}
-	p := &pipeline{o: o}
-	p.logf = func(format string, a ...any) {
-		fmt.Fprintf(o.Progress, "[%s] "+format+"\n", append([]any{o.Profile.ID}, a...)...)
+	if _, err := wifiCountry(o); err != nil {
+		return nil, err
 	}
+	p := &pipeline{o: o}
+	// The caller's progress printer (a terminal's live line, --verbose),
+	// else plain lines on o.Progress; the context carries it to the
+	// ImageBuilder driver's heartbeat.
+	pr := progress.FromContext(ctx)
+	if pr == nil {
+		pr = progress.New(o.Progress, progress.Options{})
+	}
+	p.pr = pr.For(o.Profile.ID)
+	ctx = progress.NewContext(ctx, p.pr)
+	p.logf = p.pr.Printf
 	p.rep = &Report{
-		Profile: o.Profile.ID, Brand: o.Brand.ID, Simulated: o.Simulated, Version: o.Version, Build: o.Build,
+		Profile: o.Profile.ID, Brand: o.Brand.ID, Channel: o.Brand.Channel, Simulated: o.Simulated, Version: o.Version, Build: o.Build,
 		SourceDateEpoch: o.Profile.OpenWrt.SourceDateEpoch, ImageBuilder: o.Lock.Image.Ref,
 		ProfileSHA256: o.Profile.SHA256, Board: o.Profile.Board, Timings: map[string]string{},
 	}
+	p.rep.ProfileFrom, p.rep.BrandFrom = stableOrigin(o.Profile.Origin), stableOrigin(o.Brand.Dir)
+	p.logf("profile from %s, brand %s from %s", o.Profile.Origin, o.Brand.ID, o.Brand.Dir)
 	if o.Simulated {
 		p.rep.Note = "SIMULATED ImageBuilder: this image is a test artifact of torwrt's simulated ImageBuilder, not firmware for a real device"
 	}
@@ -206,16 +241,32 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		{"post", p.post},
 		{"outputs", p.outputs},
 	}
+	start := time.Now()
+	var took []string
 	for _, s := range steps {
 		t0 := time.Now()
-		p.logf("%s…", s.name)
+		st := p.pr.Step(s.name)
 		if err := s.fn(ctx); err != nil {
+			st.Fail()
 			return nil, fmt.Errorf("%s: %s: %w\n(scratch directory kept for inspection: %s)", o.Profile.ID, s.name, err, work)
 		}
+		took = append(took, s.name+" "+progress.Duration(st.Done()))
 		p.rep.Timings[s.name] = time.Since(t0).Round(time.Millisecond).String()
 	}
+	p.logf("built in %s (%s)", progress.Duration(time.Since(start)), strings.Join(took, ", "))
 	failed = false
 	return p.rep, nil
+}
+
+// stableOrigin is where an input came from, as the build report records
+// it: a directory on this machine by its last two elements only
+// ("profiles/gl-ar150"), so that the report is the same wherever the
+// checkout or vendor directory is; embedded inputs as they say.
+func stableOrigin(origin string) string {
+	if !filepath.IsAbs(origin) {
+		return origin
+	}
+	return "directory " + filepath.ToSlash(filepath.Join(filepath.Base(filepath.Dir(origin)), filepath.Base(origin)))
 }
 
 func checkSignerTrusted(o Options) error {
@@ -229,18 +280,24 @@ func checkSignerTrusted(o Options) error {
 }
 
 func (p *pipeline) fetch(ctx context.Context) error {
-	cache := &container.Cache{Dir: filepath.Join(p.o.CacheDir, "images"), Progress: p.o.Progress, Insecure: p.o.InsecureRegistry}
+	cache := &container.Cache{Dir: filepath.Join(p.o.CacheDir, "images"), Progress: p.pr, Insecure: p.o.InsecureRegistry, Mirrors: p.o.RegistryMirrors}
 	img, err := cache.Pull(ctx, p.o.Lock.Image.Ref)
 	if err != nil {
 		return err
 	}
 	p.image = img
-	pc := &feed.Cache{Dir: filepath.Join(p.o.CacheDir, "packages"), Sources: p.o.PackageSources, Progress: p.o.Progress}
+	pc := &feed.Cache{Dir: filepath.Join(p.o.CacheDir, "packages"), Sources: p.o.PackageSources, Progress: p.pr.DebugWriter()}
 	if err := pc.Fetch(ctx, p.o.Lock); err != nil {
 		return err
 	}
 	feedDir := filepath.Join(p.work, "feed")
-	if err := pc.Write(ctx, p.o.Lock, feedDir, controlFields); err != nil {
+	switch p.o.Lock.Manager() {
+	case profile.APK:
+		err = pc.WriteAPK(ctx, p.o.Lock, feedDir, imagebuilder.FeedKeyName)
+	default:
+		err = pc.Write(ctx, p.o.Lock, feedDir, controlFields)
+	}
+	if err != nil {
 		return err
 	}
 	// The container user reads the feed; modes are set explicitly so the
@@ -265,14 +322,15 @@ func chmodTree(dir string, dirMode, fileMode os.FileMode) error {
 
 func (p *pipeline) compile(ctx context.Context) error {
 	res, err := gobuild.Build(ctx, gobuild.Request{
-		ModuleDir: p.o.Root, Package: "./cmd/verify", GOOS: "linux",
+		ModuleDir: p.o.Root, Source: torwrt.Source, Package: "./cmd/verify", GOOS: "linux",
 		GOARCH: p.o.Profile.Daemon.GOARCH, GOMIPS: p.o.Profile.Daemon.GOMIPS, Version: p.o.Version,
 	})
 	if err != nil {
 		return err
 	}
 	p.rep.Daemon = res
-	p.logf("daemon %s/%s: %d bytes, sha256 %.16s…, %s", p.o.Profile.Daemon.GOARCH, p.o.Profile.Daemon.GOMIPS, res.Size, res.SHA256, res.GoVersion)
+	p.logf("daemon %s/%s: %d bytes, sha256 %.16s…, %s, from %s", p.o.Profile.Daemon.GOARCH, p.o.Profile.Daemon.GOMIPS, res.Size, res.SHA256, res.GoVersion, res.From)
+	res.From = stableOrigin(res.From)
 	return nil
 }
 
@@ -289,6 +347,7 @@ func (p *pipeline) run(ctx context.Context) error {
 	runner, err := container.NewRunner(p.o.Engine, container.RunnerOptions{
 		WorkRoot: filepath.Join(p.o.CacheDir, "host-runner"),
 		Logf:     p.logf,
+		Debugf:   p.pr.Debugf,
 	})
 	if err != nil {
 		return err
@@ -297,11 +356,15 @@ func (p *pipeline) run(ctx context.Context) error {
 	p.rep.Engine = runner.Engine()
 	d := &imagebuilder.Driver{Runner: runner, IBImage: p.image, LogDir: filepath.Join(p.work, "logs"), Progress: nil}
 	feedDir := filepath.Join(p.work, "feed")
-	repos := filepath.Join(p.work, "repositories.conf")
-	if err := os.WriteFile(repos, imagebuilder.ReposConf(d.FeedPath(feedDir)), 0o644); err != nil {
+	caps, err := d.Capabilities()
+	if err != nil {
 		return err
 	}
-	if err := os.Chmod(repos, 0o644); err != nil {
+	if caps.PackageManager != p.o.Lock.Manager() {
+		return fmt.Errorf("%w: the ImageBuilder %s uses %s, its lock was made for %s; run: imgbuild lock --profile %s", ErrDrift, p.image.Digest, caps.PackageManager, p.o.Lock.Manager(), p.o.Profile.ID)
+	}
+	p.rep.PackageManager = caps.PackageManager
+	if err := d.WriteRepositories(feedDir, p.o.Lock.HasBundled()); err != nil {
 		return err
 	}
 	bin := filepath.Join(p.work, "bin")
@@ -383,7 +446,10 @@ func (p *pipeline) post(ctx context.Context) error {
 		fps = append(fps, k.Fingerprint.String())
 	}
 	payload, nres, err := normalize.Rootfs(ctx, raw[:layout.PayloadEnd], p.o.Profile.OpenWrt.SourceDateEpoch, scratch,
-		normalize.KeepOnlyKeys("etc/opkg/keys", fps), normalize.KeepOnlyKeys("etc/torwrt/keys", fps))
+		normalize.KeepOnlyKeys("etc/opkg/keys", fps), normalize.KeepOnlyKeys("etc/torwrt/keys", fps),
+		// No package manager runs on the router: apk's keys and feed list
+		// are removed like opkg, so nothing on it trusts upstream feeds.
+		normalize.KeepOnlyKeys("etc/apk/keys", nil), normalize.KeepOnlyKeys("etc/apk/repositories.d", nil))
 	if err != nil {
 		return err
 	}
@@ -396,7 +462,7 @@ func (p *pipeline) post(ctx context.Context) error {
 	}
 	os.RemoveAll(scratch)
 	p.rep.Normalize = nres
-	if err := p.checkOpkgStatus(payload); err != nil {
+	if err := p.checkInstalled(payload); err != nil {
 		return err
 	}
 	limit, _ := p.o.Profile.ImageSizeBytes()
@@ -470,56 +536,30 @@ func (p *pipeline) checkFirewallModules() error {
 	return nil
 }
 
-// checkOpkgStatus reads the opkg status database out of the image's own
-// root filesystem (what is really installed, whatever the ImageBuilder's
-// .manifest says) and requires it to list exactly the manifest's packages
-// at the same versions. The lock was already compared with the manifest.
-func (p *pipeline) checkOpkgStatus(payload []byte) error {
+// checkInstalled reads the package database out of the image's own root
+// filesystem (what is really installed, whatever the ImageBuilder's
+// .manifest says: apk's /lib/apk/db/installed or opkg's status) and
+// requires it to list exactly the manifest's packages at the same
+// versions. The lock was already compared with the manifest.
+func (p *pipeline) checkInstalled(payload []byte) error {
 	fsys, _, err := squashfs.OpenInImage(bytes.NewReader(payload), int64(len(payload)))
 	if err != nil {
 		return fmt.Errorf("reading the image's root filesystem: %w", err)
 	}
-	f, err := fsys.Open("usr/lib/opkg/status")
-	if err != nil {
-		return fmt.Errorf("the image has no opkg status database (/usr/lib/opkg/status): %w", err)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, 4<<20))
-	f.Close()
+	db, err := pkgdb.Read(fsys, p.o.Lock.Manager())
 	if err != nil {
 		return err
 	}
-	inImage := map[string]string{}
-	for i, stanza := range strings.Split(string(data), "\n\n") {
-		if strings.TrimSpace(stanza) == "" {
-			continue
-		}
-		c, err := ipk.ParseControl([]byte(stanza + "\n"))
-		if err != nil {
-			return fmt.Errorf("/usr/lib/opkg/status entry %d: %w", i+1, err)
-		}
-		if name := c.Get("Package"); name != "" && strings.HasSuffix(c.Get("Status"), " installed") {
-			inImage[name] = c.Get("Version")
-		}
+	names := make([]string, len(p.installed))
+	versions := make([]string, len(p.installed))
+	for i, pk := range p.installed {
+		names[i], versions[i] = pk.Name, pk.Version
 	}
-	var problems []string
-	for _, pk := range p.installed {
-		v, ok := inImage[pk.Name]
-		switch {
-		case !ok:
-			problems = append(problems, fmt.Sprintf("%s is in the .manifest but not installed in the image", pk.Name))
-		case v != pk.Version:
-			problems = append(problems, fmt.Sprintf("%s is %s in the image, %s in the .manifest", pk.Name, v, pk.Version))
-		}
-		delete(inImage, pk.Name)
+	if problems := db.Compare("ImageBuilder's .manifest", names, versions); len(problems) > 0 {
+		return fmt.Errorf("%w: the image's package database (/%s) disagrees with the ImageBuilder's .manifest: %s", ErrDrift, db.Path, strings.Join(problems, "; "))
 	}
-	for name, v := range inImage {
-		problems = append(problems, fmt.Sprintf("%s %s is installed in the image but not in the .manifest", name, v))
-	}
-	if len(problems) > 0 {
-		sort.Strings(problems)
-		return fmt.Errorf("%w: the image's opkg status database disagrees with the ImageBuilder's .manifest: %s", ErrDrift, strings.Join(problems, "; "))
-	}
-	p.rep.InstalledInImage = len(p.installed)
+	p.rep.InstalledInImage = len(db.Packages)
+	p.imageDB = db
 	return nil
 }
 
@@ -652,8 +692,8 @@ func (p *pipeline) attestations(ctx context.Context, stage, name string, ibManif
 	sbom, err := provenance.SBOM(provenance.SBOMInput{
 		Image: img, ImageSize: p.rep.ImageSize, Profile: p.o.Profile.ID, Brand: p.o.Brand.ID,
 		Version: p.o.Version, Board: p.o.Profile.Board, Simulated: p.o.Simulated,
-		ImageBuilder: p.o.Lock.Image.Ref, Manifest: ibManifest, Lock: p.o.Lock,
-		Daemon: p.rep.Daemon.Binary, SourceDateEpoch: p.o.Profile.OpenWrt.SourceDateEpoch, Tool: "imgbuild",
+		ImageBuilder: p.o.Lock.Image.Ref, Manifest: ibManifest, Lock: p.o.Lock, Installed: p.imageDB,
+		Daemon: p.rep.Daemon.Binary, SourceDateEpoch: p.o.Profile.OpenWrt.SourceDateEpoch, Tool: p.o.ToolVersion,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sbom: %w", err)

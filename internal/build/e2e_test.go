@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -65,7 +67,9 @@ func setup(t *testing.T) *fixture {
 	}
 	requireTools(t)
 	var ps []*profile.Profile
-	for _, id := range []string{"gl-ar150", "gl-mt300a"} {
+	// The 25.12 (apk) defaults for both devices, and one 24.10 (opkg)
+	// variant: both package managers, end to end.
+	for _, id := range []string{"gl-ar150", "gl-mt300a", "gl-ar150-24.10"} {
 		p, err := profile.Load(filepath.Join(root, "profiles"), id)
 		if err != nil {
 			t.Fatal(err)
@@ -120,7 +124,7 @@ func (f *fixture) options(t *testing.T, p *profile.Profile, out, cache string) O
 		Root: root, Profile: p, Lock: f.sim.Locks[p.ID], Brand: f.brand, OutDir: out, CacheDir: cache,
 		WorkDir: filepath.Join(t.TempDir(), "work"),
 		Engine:  "podman", Signer: imagesig.KeySigner{Key: f.key}, ReleaseKeys: []*usign.PublicKey{f.key.Public()},
-		PackageSources: f.sim.PackageDirs, Simulated: true, InsecureRegistry: true, Version: "0.1.0",
+		PackageSources: f.sim.PackageDirs, Simulated: true, InsecureRegistry: true, RegistryMirrors: f.sim.Mirrors, Version: "0.1.0",
 		Progress: testWriter{t},
 	}
 }
@@ -165,6 +169,12 @@ func TestBuildBothProfilesReproducibly(t *testing.T) {
 			if !bytes.Equal(sa, sb) {
 				t.Fatal("detached signatures differ")
 			}
+			// Not only the image: every file the build publishes (SBOM,
+			// provenance, lock, report, sums, signatures) is byte for byte
+			// the same across caches, work dirs, TMPDIR, umask and out dir.
+			if diff := distDiff(t, filepath.Dir(images[0]), filepath.Dir(images[1])); len(diff) > 0 {
+				t.Errorf("dist/%s files differ between the two builds: %s", p.ID, strings.Join(diff, "; "))
+			}
 			// The simulated ImageBuilder stamps the clock, like the real one;
 			// the tree is normalized inside it, before its own mksquashfs4,
 			// so the host never re-packs (it would refuse to).
@@ -177,6 +187,47 @@ func TestBuildBothProfilesReproducibly(t *testing.T) {
 			checkImage(t, f, p, images[0])
 		})
 	}
+}
+
+// distDiff compares two dist/<profile> directories file by file.
+func distDiff(t *testing.T, a, b string) []string {
+	t.Helper()
+	list := func(dir string) map[string][]byte {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files := map[string][]byte{}
+		for _, e := range entries {
+			data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[e.Name()] = data
+		}
+		return files
+	}
+	fa, fb := list(a), list(b)
+	var diff []string
+	for name, da := range fa {
+		db, ok := fb[name]
+		switch {
+		case !ok:
+			diff = append(diff, name+" only in the first")
+		case !bytes.Equal(da, db):
+			diff = append(diff, name+" differs")
+		}
+	}
+	for name := range fb {
+		if _, ok := fa[name]; !ok {
+			diff = append(diff, name+" only in the second")
+		}
+	}
+	sort.Strings(diff)
+	if len(fa) < 8 {
+		diff = append(diff, fmt.Sprintf("only %d files published", len(fa)))
+	}
+	return diff
 }
 
 func checkImage(t *testing.T, f *fixture, p *profile.Profile, img string) {
@@ -225,8 +276,27 @@ func checkImage(t *testing.T, f *fixture, p *profile.Profile, img string) {
 			t.Errorf("/%s holds %v; want only the release key %s", dir, names, f.key.Fingerprint)
 		}
 	}
-	if _, err := fsys.Stat("bin/opkg"); err == nil {
-		t.Error("opkg is in the image; the profile removes it")
+	for _, pm := range []string{"bin/opkg", "usr/bin/apk", "sbin/apk"} {
+		if _, err := fsys.Stat(pm); err == nil {
+			t.Errorf("/%s is in the image; the profile removes the package manager", pm)
+		}
+	}
+	// The image's own package database is the one its ImageBuilder's
+	// package manager writes, and apk's keys and feeds are gone.
+	pmDB, otherDB := "usr/lib/opkg/status", "lib/apk/db/installed"
+	if f.sim.Locks[p.ID].Manager() == profile.APK {
+		pmDB, otherDB = otherDB, pmDB
+		for _, dir := range []string{"etc/apk/keys", "etc/apk/repositories.d"} {
+			if entries, err := fsys.ReadDir(dir); err == nil && len(entries) > 0 {
+				t.Errorf("/%s holds %d files; no package manager runs on the router", dir, len(entries))
+			}
+		}
+	}
+	if _, err := fsys.Stat(pmDB); err != nil {
+		t.Errorf("the image has no /%s: %v", pmDB, err)
+	}
+	if _, err := fsys.Stat(otherDB); err == nil {
+		t.Errorf("the image has /%s too", otherDB)
 	}
 	daemon, err := readAll(fsys, "usr/sbin/torwrt-verify")
 	if err != nil {
@@ -383,7 +453,12 @@ func TestImageBuilderFailureIsReported(t *testing.T) {
 	if !errors.Is(err, imagebuilder.ErrMake) {
 		t.Fatalf("want imagebuilder.ErrMake, got %v", err)
 	}
-	for _, want := range []string{`package "no-such-package" is in neither`, "last lines of its output", "Unknown package 'no-such-package'", "full log:"} {
+	// The package manager's own words: opkg's, or apk's solver.
+	pmSays := "Unknown package 'no-such-package'"
+	if f.sim.Locks[p.ID].Manager() == profile.APK {
+		pmSays = "no-such-package (no such package)"
+	}
+	for _, want := range []string{`package "no-such-package" is in neither`, "last lines of its output", pmSays, "full log:"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
@@ -413,17 +488,21 @@ func assertNoOutput(t *testing.T, out string) {
 }
 
 // The real lock reads the feeds from the pinned ImageBuilder's own
-// repositories.conf; the simulated one lists the same https feeds a real
-// 24.10 ImageBuilder does.
+// repositories.conf (opkg) or repositories (apk); the simulated one lists
+// the same https feeds a real ImageBuilder of its release does.
 func TestImageFeedsFromPinnedImageBuilder(t *testing.T) {
 	f := setup(t)
 	for _, p := range f.profiles {
-		c := &container.Cache{Dir: t.TempDir(), Insecure: true}
+		c := &container.Cache{Dir: t.TempDir(), Insecure: true, Mirrors: f.sim.Mirrors}
 		img, err := c.Pull(t.Context(), f.sim.Locks[p.ID].Image.Ref)
 		if err != nil {
 			t.Fatal(err)
 		}
-		feeds, err := lock.ImageFeeds(img)
+		imageFeeds := lock.ImageFeeds
+		if f.sim.Locks[p.ID].Manager() == profile.APK {
+			imageFeeds = lock.ImageAPKFeeds
+		}
+		feeds, err := imageFeeds(img)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -431,7 +510,7 @@ func TestImageFeedsFromPinnedImageBuilder(t *testing.T) {
 			t.Fatalf("%s: feeds %+v", p.ID, feeds)
 		}
 		for _, fd := range feeds {
-			if !strings.HasPrefix(fd.URL, "https://") || !strings.Contains(fd.URL, "24.10.3") {
+			if !strings.HasPrefix(fd.URL, "https://downloads.openwrt.org/releases/"+p.OpenWrt.Version+"/") {
 				t.Errorf("%s: feed %+v", p.ID, fd)
 			}
 		}

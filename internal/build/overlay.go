@@ -3,19 +3,38 @@ package build
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 
+	"github.com/torwrt/torwrt/internal/brand"
 	"github.com/torwrt/torwrt/internal/manifest"
 	"github.com/torwrt/torwrt/internal/overlay"
 	"github.com/torwrt/torwrt/internal/routerconf"
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
+// wifiCountry is the radios' regulatory country: Options.Country (imgbuild
+// build --country), else the brand's. Every image enables Wi-Fi at first
+// boot, so a build without one fails.
+func wifiCountry(o Options) (string, error) {
+	if o.Country != "" {
+		if err := brand.CheckCountry(o.Country); err != nil {
+			return "", fmt.Errorf("--country: %w", err)
+		}
+		return o.Country, nil
+	}
+	if o.Brand.Country == "" {
+		return "", fmt.Errorf("brand %s sets no Wi-Fi country and no --country was given: the router enables Wi-Fi only with a regulatory country; add \"country: XX\" (ISO 3166-1 alpha-2, e.g. DE) to %s or pass --country XX",
+			o.Brand.ID, filepath.Join(o.Brand.Dir, "brand.yaml"))
+	}
+	return o.Brand.Country, nil
+}
+
 // renderOverlay fills the overlay input from the profile, brand, release
 // keys and the daemon binary, renders it into dest and returns the tree's
 // hash.
 func renderOverlay(ctx context.Context, o Options, daemon []byte, dest string) (string, error) {
-	in, err := overlay.Defaults(o.Profile.ID)
+	in, err := overlay.Defaults(o.Profile.DeviceID())
 	if err != nil {
 		return "", err
 	}
@@ -65,6 +84,10 @@ func renderOverlay(ctx context.Context, o Options, daemon []byte, dest string) (
 		return "", fmt.Errorf("brand %s: update threshold %d needs at least %d distinct release keys, but the image would ship %d; pass all release keys (--release-keys DIR) or lower the brand's threshold on purpose", b.ID, b.Threshold, b.Threshold, kr.Len())
 	}
 	in.UpdateThreshold = b.Threshold
+	in.Channel = b.Channel
+	if in.Radio.Country, err = wifiCountry(o); err != nil {
+		return "", err
+	}
 	in.FirmwareVersion = o.Version
 	// /etc/torwrt/release.json states the same build the signed manifest
 	// lists for this image (release prepare takes it from the report), or

@@ -13,6 +13,7 @@ import (
 	"github.com/torwrt/torwrt/internal/ibsim"
 	"github.com/torwrt/torwrt/internal/lock"
 	"github.com/torwrt/torwrt/internal/profile"
+	"github.com/torwrt/torwrt/internal/progress"
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
@@ -31,8 +32,17 @@ type SimOptions struct {
 type Simulation struct {
 	Locks       map[string]*profile.Lock
 	PackageDirs []string
-	stop        func()
+	// Mirrors is what container.Cache needs to pull the locks' image
+	// references: their fixed registry name → the in-process registry's
+	// address of this run.
+	Mirrors map[string]string
+	stop    func()
 }
+
+// SimulatedRegistry is the registry the simulated ImageBuilder images are
+// named by in locks and attestations, whatever port serves them in a run
+// (".invalid" names nothing on any network: RFC 2606).
+const SimulatedRegistry = "simulated-imagebuilder.invalid"
 
 // Stop shuts the registry down.
 func (s *Simulation) Stop() {
@@ -47,9 +57,15 @@ func (s *Simulation) Stop() {
 // OpenWrt's release key) and checked, and `make manifest` decides the
 // package set. The lock is marked simulated.
 func StartSimulated(ctx context.Context, o SimOptions) (*Simulation, error) {
-	progress := o.Progress
-	if progress == nil {
-		progress = io.Discard
+	out := o.Progress
+	if out == nil {
+		out = io.Discard
+	}
+	// The caller's progress printer, else plain lines on o.Progress; the
+	// context carries it to make manifest's heartbeat.
+	pr := progress.FromContext(ctx)
+	if pr == nil {
+		pr = progress.New(out, progress.Options{})
 	}
 	targets := map[string]ibsim.Target{}
 	for _, t := range ibsim.Targets() {
@@ -61,6 +77,14 @@ func StartSimulated(ctx context.Context, o SimOptions) (*Simulation, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The simulated apk feeds' packages.adb is signed by ibsim's public
+	// P-256 test key, standing in for OpenWrt's openwrt-25.12.pem.
+	apkPEM, err := ibsim.FeedAPKKey().MarshalPEM()
+	if err != nil {
+		return nil, err
+	}
+	apkKeys := []profile.LockedKey{{Name: ibsim.FeedAPKKeyName, PEM: string(apkPEM),
+		Source: "the SIMULATED ImageBuilder's feed key (internal/ibsim, a test key whose secret is public)"}}
 	sim := &Simulation{Locks: map[string]*profile.Lock{}}
 	images := map[string]v1.Image{}
 	pkgDirs := map[string]string{}
@@ -81,19 +105,31 @@ func StartSimulated(ctx context.Context, o SimOptions) (*Simulation, error) {
 		}
 		pkgDirs[p.ID] = dir
 		sim.PackageDirs = append(sim.PackageDirs, dir)
-		fmt.Fprintf(progress, "[%s] building the SIMULATED ImageBuilder image (%s/%s)\n", p.ID, t.Target, t.Subtarget)
-		img, err := ibsim.BuildImage(ctx, t, ibsim.BuildOptions{ModuleDir: o.Root, Progress: progress})
+		st := pr.For(p.ID).Step(fmt.Sprintf("SIMULATED ImageBuilder image (%s/%s)", t.Target, t.Subtarget))
+		img, err := ibsim.BuildImage(ctx, t, ibsim.BuildOptions{ModuleDir: o.Root, Progress: pr})
 		if err != nil {
+			st.Fail()
 			return nil, fmt.Errorf("simulated ImageBuilder image for %s: %w", p.ID, err)
 		}
+		st.Done()
 		images[p.ID] = img
 	}
-	refs, stop, err := ibsim.Serve(ctx, images)
+	served, stop, err := ibsim.Serve(ctx, images)
 	if err != nil {
 		return nil, err
 	}
 	sim.stop = stop
-	runner, err := container.NewRunner(o.Engine, container.RunnerOptions{WorkRoot: filepath.Join(o.CacheDir, "host-runner")})
+	refs := map[string]string{}
+	for id, ref := range served {
+		d, err := container.ParseDigest(ref)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		refs[id] = SimulatedRegistry + "/" + d.Context().RepositoryStr() + "@" + d.DigestStr()
+		sim.Mirrors = map[string]string{SimulatedRegistry: d.Context().RegistryStr()}
+	}
+	runner, err := container.NewRunner(o.Engine, container.RunnerOptions{WorkRoot: filepath.Join(o.CacheDir, "host-runner"), Debugf: pr.Debugf})
 	if err != nil {
 		sim.Stop()
 		return nil, err
@@ -104,18 +140,22 @@ func StartSimulated(ctx context.Context, o SimOptions) (*Simulation, error) {
 			sim.Stop()
 			return nil, err
 		}
-		fmt.Fprintf(progress, "[%s] SIMULATED ImageBuilder served as %s; locking against it\n", p.ID, refs[p.ID])
-		l, err := lock.Resolve(ctx, lock.Options{
+		pp := pr.For(p.ID)
+		pp.Printf("SIMULATED ImageBuilder %s served at %s; locking against it", refs[p.ID], sim.Mirrors[SimulatedRegistry])
+		st := pp.Step("lock")
+		l, err := lock.Resolve(progress.NewContext(ctx, pp), lock.Options{
 			Profile: p, ImageRef: refs[p.ID],
-			Cache:  &container.Cache{Dir: filepath.Join(o.CacheDir, "images"), Progress: progress, Insecure: true},
+			Cache:  &container.Cache{Dir: filepath.Join(o.CacheDir, "images"), Progress: pr, Insecure: true, Mirrors: sim.Mirrors},
 			Runner: runner, Feeds: []lock.Feed{{Name: "simulated", URL: "file://" + pkgDirs[p.ID]}},
-			Keys: feedKeys, WorkDir: work, Progress: progress, Simulated: true,
+			Keys: feedKeys, APKKeys: apkKeys, WorkDir: work, Progress: pr, Simulated: true,
 		})
 		os.RemoveAll(work)
 		if err != nil {
+			st.Fail()
 			sim.Stop()
 			return nil, fmt.Errorf("locking %s against the simulated ImageBuilder: %w", p.ID, err)
 		}
+		st.Done()
 		sim.Locks[p.ID] = l
 	}
 	return sim, nil

@@ -313,7 +313,7 @@ func routerUpdater(t *testing.T, ri *routerImage, root, socks, sysupgrade, memin
 	rc := ri.conf
 	u, err := updater.New(updater.Config{
 		Mirrors: rc.Mirrors, ManifestName: rc.ManifestName, Keys: ri.keys, Threshold: rc.Threshold, Board: rc.Board,
-		SOCKSAddr: socks, DownloadDir: filepath.Join(root, rc.DownloadDir), StatePath: filepath.Join(root, rc.State),
+		Channel: rc.Channel, SOCKSAddr: socks, DownloadDir: filepath.Join(root, rc.DownloadDir), StatePath: filepath.Join(root, rc.State),
 		Sysupgrade: sysupgrade, MemInfoPath: meminfo, RAMMargin: rc.RAMMargin,
 		RequestTimeout: 30 * time.Second, StallTimeout: 30 * time.Second,
 		InstalledBuild: ri.release.Build, InstalledVersion: ri.release.Version,

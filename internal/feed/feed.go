@@ -84,6 +84,10 @@ func (c *Cache) have(p profile.LockedPackage) (bool, error) {
 }
 
 func (c *Cache) fetchOne(ctx context.Context, p profile.LockedPackage) error {
+	// apk names files <name>-<version>.apk, without the architecture, so
+	// two sources (two targets' feeds) may hold different files of one
+	// name: the first whose hash is the locked one is taken.
+	var mismatch error
 	for _, dir := range c.Sources {
 		src := filepath.Join(dir, p.Filename)
 		f, err := os.Open(src)
@@ -95,7 +99,14 @@ func (c *Cache) fetchOne(ctx context.Context, p profile.LockedPackage) error {
 		}
 		err = c.store(p, f, src)
 		f.Close()
+		if errors.Is(err, ErrHashMismatch) {
+			mismatch = err
+			continue
+		}
 		return err
+	}
+	if mismatch != nil && (p.URL == "" || c.HTTPClient == nil) {
+		return mismatch
 	}
 	if p.URL == "" || c.HTTPClient == nil {
 		return fmt.Errorf("package %s %s (%s) is not in the cache or any package source, and the network is off", p.Name, p.Version, p.Filename)

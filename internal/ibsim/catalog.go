@@ -41,13 +41,13 @@ func initScript(name string, start, stop int) fileDef {
 	return fileDef{path: "/etc/init.d/" + name, mode: 0o755, content: s}
 }
 
-func kmod(name, deps string) pkgDef {
+func kmod(kver, name, deps string) pkgDef {
 	d := "kernel"
 	if deps != "" {
 		d += ", " + deps
 	}
-	return pkgDef{name: "kmod-" + name, version: KernelVersion + "-r1", depends: d, section: "kernel",
-		files: []fileDef{{path: "/lib/modules/" + KernelVersion + "/" + strings.ReplaceAll(name, "-", "_") + ".ko", mode: 0o644,
+	return pkgDef{name: "kmod-" + name, version: kver + "-r1", depends: d, section: "kernel",
+		files: []fileDef{{path: "/lib/modules/" + kver + "/" + strings.ReplaceAll(name, "-", "_") + ".ko", mode: 0o644,
 			content: "SIMULATED kernel module " + name + " (placeholder, not loadable)\n"}}}
 }
 
@@ -76,8 +76,19 @@ func geoip(v6 bool) string {
 	return b.String()
 }
 
-// catalog is every package of the simulated feed for t.
+// catalog is every package of the simulated feed for t. The 25.12 (apk)
+// catalog is the 24.10 one with 25.12's names and versions: apk-mbedtls
+// instead of opkg, the release's kernel version in kmod-*, base-files with
+// an apk-valid version, /etc/apk instead of /etc/opkg.
 func catalog(t Target) []pkgDef {
+	Version, Revision, KernelVersion := t.Version, t.Revision, t.KernelVersion
+	kmod := func(name, deps string) pkgDef { return kmod(KernelVersion, name, deps) }
+	baseFilesVersion := "1638-r28872-daca7c049b"
+	if t.APK() {
+		// apk versions allow one -rN and a ~hash suffix.
+		_, hash, _ := strings.Cut(Revision, "-")
+		baseFilesVersion = "1680~" + hash + "-r1"
+	}
 	release := fmt.Sprintf(`DISTRIB_ID='OpenWrt'
 DISTRIB_RELEASE='%s'
 DISTRIB_REVISION='%s'
@@ -109,7 +120,7 @@ OPENWRT_TAINTS="simulated"
 `, Version, Revision)
 
 	pk := []pkgDef{
-		{name: "base-files", version: "1638-r28872-daca7c049b", section: "base",
+		{name: "base-files", version: baseFilesVersion, section: "base",
 			depends: "libc, netifd, jsonfilter, usign, openwrt-keyring, fstools, fwtool",
 			files: []fileDef{
 				conf("/etc/banner", banner),
@@ -199,15 +210,6 @@ OPENWRT_TAINTS="simulated"
 			prog("/usr/sbin/odhcp6c", "odhcp6c")}},
 		{name: "odhcpd-ipv6only", version: "2024.05.08~a2988231-r1", depends: "libc", section: "net", files: []fileDef{
 			prog("/usr/sbin/odhcpd", "odhcpd"), initScript("odhcpd", 35, 85)}},
-		{name: "openwrt-keyring", version: "2024.11.01~fbae29d7-r1", section: "base", files: []fileDef{
-			// The real 24.10 release key (public; formats.md §5), as the
-			// real package ships it.
-			conf("/etc/opkg/keys/d310c6f2833e97f7", "untrusted comment: OpenWrt 24.10 release key\nRWTTEMbygz6X95lKDAulctZy3aj15823THXfyrfXgwGbxZlXBd2brNcw\n")}},
-		{name: "opkg", version: "2024.10.16~38eccbb1-r1", depends: "libc", section: "base", files: []fileDef{
-			prog("/bin/opkg", "opkg"),
-			conf("/etc/opkg.conf", "dest root /\ndest ram /tmp\nlists_dir ext /var/opkg-lists\noption overlay_root /overlay\noption check_signature\n"),
-			conf("/etc/opkg/distfeeds.conf", fmt.Sprintf("# SIMULATED: these feeds are not reachable from a simulated firmware\nsrc/gz openwrt_core https://downloads.openwrt.org/releases/%s/targets/%s/packages\n", Version, t.TargetName())),
-			conf("/etc/opkg/customfeeds.conf", "# add your custom package feeds here\n")}},
 		{name: "ppp", version: "2.5.1-r1", depends: "libc", section: "net", files: []fileDef{prog("/usr/sbin/pppd", "pppd")}},
 		{name: "ppp-mod-pppoe", version: "2.5.1-r1", depends: "ppp", section: "net", files: []fileDef{
 			conf("/usr/lib/pppd/2.5.1/pppoe.so", "SIMULATED pppoe plugin placeholder\n")}},
@@ -246,6 +248,52 @@ OPENWRT_TAINTS="simulated"
 		{name: "rpcd", version: "2024.09.17~b8c8f2f4-r1", depends: "libc", section: "utils", files: []fileDef{
 			prog("/sbin/rpcd", "rpcd"), initScript("rpcd", 12, 0)}},
 	}
+	pk = append(pk, pmPackages(t)...)
+	if t.APK() {
+		// OpenWrt's base-files writes the feed list of its package manager.
+		var feeds strings.Builder
+		feeds.WriteString("# SIMULATED: these feeds are not reachable from a simulated firmware\n")
+		for _, u := range t.defaultFeeds() {
+			feeds.WriteString(u + "\n")
+		}
+		for i := range pk {
+			if pk[i].name == "base-files" {
+				pk[i].files = append(pk[i].files, conf("/etc/apk/repositories.d/distfeeds.list", feeds.String()))
+			}
+		}
+	}
 	sort.Slice(pk, func(i, j int) bool { return pk[i].name < pk[j].name })
 	return pk
+}
+
+// pmPackages are the package manager and the keyring package.
+func pmPackages(t Target) []pkgDef {
+	if !t.APK() {
+		return []pkgDef{
+			{name: "openwrt-keyring", version: "2024.11.01~fbae29d7-r1", section: "base", files: []fileDef{
+				// The real 24.10 release key (public; formats.md §5), as the
+				// real package ships it.
+				conf("/etc/opkg/keys/d310c6f2833e97f7", "untrusted comment: OpenWrt 24.10 release key\nRWTTEMbygz6X95lKDAulctZy3aj15823THXfyrfXgwGbxZlXBd2brNcw\n")}},
+			{name: "opkg", version: "2024.10.16~38eccbb1-r1", depends: "libc", section: "base", files: []fileDef{
+				prog("/bin/opkg", "opkg"),
+				conf("/etc/opkg.conf", "dest root /\ndest ram /tmp\nlists_dir ext /var/opkg-lists\noption overlay_root /overlay\noption check_signature\n"),
+				conf("/etc/opkg/distfeeds.conf", fmt.Sprintf("# SIMULATED: these feeds are not reachable from a simulated firmware\nsrc/gz openwrt_core https://downloads.openwrt.org/releases/%s/targets/%s/packages\n", t.Version, t.TargetName())),
+				conf("/etc/opkg/customfeeds.conf", "# add your custom package feeds here\n")}},
+		}
+	}
+	pem, err := FeedAPKKey().MarshalPEM()
+	if err != nil {
+		panic(err) // a fixed key always marshals
+	}
+	return []pkgDef{
+		// The real 25.12 release key is not known here: the simulated
+		// keyring ships the SIMULATED feed key, which signs the simulated
+		// feeds (its name says so).
+		{name: "openwrt-keyring", version: "2025.06.04~a0b1c2d3-r1", section: "base", files: []fileDef{
+			conf("/etc/apk/keys/"+FeedAPKKeyName, string(pem))}},
+		{name: "apk-mbedtls", version: "3.0.5-r1", depends: "libc, zlib", section: "base", files: []fileDef{
+			prog("/usr/bin/apk", "apk"),
+			conf("/etc/apk/repositories.d/customfeeds.list", "# add your custom package feeds here\n#\n# http://www.example.com/path/to/files/packages.adb\n"),
+			{path: "/lib/apk/db/", mode: 0o755}, {path: "/etc/apk/keys/", mode: 0o755}}},
+	}
 }

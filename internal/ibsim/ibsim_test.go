@@ -59,6 +59,9 @@ func TestMain(m *testing.M) {
 	if stopRegistry != nil {
 		stopRegistry()
 	}
+	if stopAPKRegistry != nil {
+		stopAPKRegistry()
+	}
 	os.RemoveAll(d)
 	os.Exit(code)
 }
@@ -74,7 +77,16 @@ func dir(t *testing.T, name string) string {
 	return d
 }
 
-var ar150 = Targets()[0]
+// ar150 is the 24.10 (opkg) GL-AR150, the target the opkg tests run on.
+var ar150 = mustTarget("gl-ar150-24.10")
+
+func mustTarget(p string) Target {
+	t, ok := TargetByProfile(p)
+	if !ok {
+		panic("no simulated target " + p)
+	}
+	return t
+}
 
 var (
 	builtOnce sync.Once
@@ -123,7 +135,7 @@ func TestBuildImageDeterministic(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cf.Config.User != "buildbot" || cf.Config.WorkingDir != "/builder" || cf.Config.Labels["io.torwrt.simulated"] != "true" ||
-		!strings.Contains(cf.Config.Labels["org.opencontainers.image.description"], "SIMULATED") || !cf.Created.Time.Equal(epochTime) {
+		!strings.Contains(cf.Config.Labels["org.opencontainers.image.description"], "SIMULATED") || !cf.Created.Time.Equal(ar150.epoch()) {
 		t.Errorf("image config: %+v created %s", cf.Config, cf.Created)
 	}
 	mt, _ := a.MediaType()
@@ -131,7 +143,7 @@ func TestBuildImageDeterministic(t *testing.T) {
 		t.Errorf("media type %s", mt)
 	}
 	// The other target builds too, with a different digest.
-	c, err := BuildImage(context.Background(), Targets()[1], BuildOptions{})
+	c, err := BuildImage(context.Background(), mustTarget("gl-mt300a-24.10"), BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +153,7 @@ func TestBuildImageDeterministic(t *testing.T) {
 }
 
 func TestPackagesDeterministic(t *testing.T) {
-	for _, tg := range Targets() {
+	for _, tg := range []Target{ar150, mustTarget("gl-mt300a-24.10")} {
 		d1, d2 := t.TempDir(), t.TempDir()
 		p1, err := Packages(tg, d1)
 		if err != nil {
@@ -366,7 +378,7 @@ func TestSimIBPodman(t *testing.T) {
 	// With SOURCE_DATE_EPOCH in make's environment (what the real tools
 	// honour) and the same FILES, only the signature (fresh key) differs:
 	// the builder can neutralize the rest.
-	sde := []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", SourceDateEpoch)}
+	sde := []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", ar150.SourceDateEpoch)}
 	out3, out4 := dir(t, "out3"), dir(t, "out4")
 	if _, stderr, err = e.run(t, sde, files, out3, imageArgs...); err != nil {
 		t.Fatalf("make image with SOURCE_DATE_EPOCH: %v\n%s", err, stderr)
@@ -617,8 +629,8 @@ func checkImageOutputs(t *testing.T, out, manifest, files string) []byte {
 		t.Error("profiles.json is not compact")
 	}
 	p := pj.Profiles["glinet_gl-ar150"]
-	if pj.Target != "ath79/generic" || pj.ArchPackages != "mips_24kc" || pj.SourceDateEpoch != SourceDateEpoch || pj.VersionNumber != "24.10.3" ||
-		pj.VersionCode != Revision || p.ImagePrefix != prefix || len(p.Images) != 1 || p.Images[0].Name != ar150.ImageName("test") ||
+	if pj.Target != "ath79/generic" || pj.ArchPackages != "mips_24kc" || pj.SourceDateEpoch != ar150.SourceDateEpoch || pj.VersionNumber != "24.10.3" ||
+		pj.VersionCode != ar150.Revision || p.ImagePrefix != prefix || len(p.Images) != 1 || p.Images[0].Name != ar150.ImageName("test") ||
 		p.Images[0].Sha256 != res.SHA256 || p.Images[0].Sha256Unsigned != res.SHA256Unsigned || p.Images[0].Type != "sysupgrade" {
 		t.Errorf("profiles.json: %s\nverify result %+v", pjb, res)
 	}
@@ -776,7 +788,7 @@ func TestSimIBDefaultFeedsNeedNetwork(t *testing.T) {
 // through the host runner.
 func TestSimIBMT300AHost(t *testing.T) {
 	requireTools(t, buildTools...)
-	mt := Targets()[1]
+	mt := mustTarget("gl-mt300a-24.10")
 	vimg, err := BuildImage(context.Background(), mt, BuildOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -20,13 +20,17 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/torwrt/torwrt"
+	"github.com/torwrt/torwrt/internal/gobuild"
 )
 
 // BuildOptions configures BuildImage.
 type BuildOptions struct {
-	// ModuleDir is the torwrt module root, where ibsim-tool is built from.
-	// Default: found from this package's source location, else from the
-	// current directory (go env GOMOD).
+	// ModuleDir is the torwrt checkout ibsim-tool is built from. Default:
+	// the module source embedded in this binary (torwrt.Source), the
+	// source it was itself built from, so a `go install`ed imgbuild needs
+	// no checkout.
 	ModuleDir string
 	// Go is the go command (default: "go" from PATH, else GOROOT/bin/go).
 	Go string
@@ -69,7 +73,7 @@ func BuildImage(ctx context.Context, t Target, opts BuildOptions) (v1.Image, err
 	if err != nil {
 		return nil, err
 	}
-	base, err := baseLayer(&opts)
+	base, err := baseLayer(&opts, t.epoch())
 	if err != nil {
 		return nil, err
 	}
@@ -84,19 +88,20 @@ func BuildImage(ctx context.Context, t Target, opts BuildOptions) (v1.Image, err
 	}
 	entries = append(entries, tarEntry{name: "builder/staging_dir/host/bin/ibsim-tool", mode: 0o755, uid: imageUID, content: tool})
 	entries = append(entries, tarEntry{name: "builder/staging_dir/host/bin/mksquashfs4", uid: imageUID, link: "/usr/bin/mksquashfs"})
-	treeTar, err := buildTar(entries, "", false)
+	treeTar, err := buildTar(entries, "", false, t.epoch())
 	if err != nil {
 		return nil, err
 	}
 
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	epochTime := t.epoch()
 	for _, l := range []struct {
 		b   []byte
 		how string
 	}{
 		{base, "torwrt ibsim: base layer from the host's busybox-static, GNU make, mksquashfs (SIMULATED ImageBuilder)"},
-		{treeTar, fmt.Sprintf("torwrt ibsim: /builder tree of the SIMULATED OpenWrt %s ImageBuilder for %s", Version, t.TargetName())},
+		{treeTar, fmt.Sprintf("torwrt ibsim: /builder tree of the SIMULATED OpenWrt %s ImageBuilder for %s", t.Version, t.TargetName())},
 	} {
 		b := l.b
 		layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil },
@@ -124,9 +129,9 @@ func BuildImage(ctx context.Context, t Target, opts BuildOptions) (v1.Image, err
 		Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/home/buildbot"},
 		Cmd:        []string{"/bin/sh"},
 		Labels: map[string]string{
-			"org.opencontainers.image.title":       fmt.Sprintf("SIMULATED OpenWrt ImageBuilder %s %s", Version, t.TargetName()),
+			"org.opencontainers.image.title":       fmt.Sprintf("SIMULATED OpenWrt ImageBuilder %s %s", t.Version, t.TargetName()),
 			"org.opencontainers.image.description": Notice,
-			"org.opencontainers.image.version":     Version + "-simulated",
+			"org.opencontainers.image.version":     t.Version + "-simulated",
 			"io.torwrt.simulated":                  "true",
 		},
 	}
@@ -146,25 +151,20 @@ func BuildImage(ctx context.Context, t Target, opts BuildOptions) (v1.Image, err
 	return img, nil
 }
 
-// moduleDir finds the torwrt module root.
-func moduleDir(o *BuildOptions) (string, error) {
+// moduleDir is the module root to build ibsim-tool in: o.ModuleDir, or
+// the embedded source unpacked below tmp.
+func moduleDir(ctx context.Context, o *BuildOptions, tmp string) (string, error) {
 	if o.ModuleDir != "" {
+		if !isTorwrtModule(o.ModuleDir) {
+			return "", fmt.Errorf("ibsim: %s is not the root of the %s module (its go.mod)", o.ModuleDir, modPath)
+		}
 		return o.ModuleDir, nil
 	}
-	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		d := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-		if isTorwrtModule(d) {
-			return d, nil
-		}
+	dir := filepath.Join(tmp, "src")
+	if err := gobuild.Unpack(ctx, torwrt.Source, dir); err != nil {
+		return "", fmt.Errorf("ibsim: %w", err)
 	}
-	out, err := exec.Command(goBin(o), "env", "GOMOD").Output()
-	if err == nil {
-		d := filepath.Dir(strings.TrimSpace(string(out)))
-		if isTorwrtModule(d) {
-			return d, nil
-		}
-	}
-	return "", fmt.Errorf("ibsim: cannot find the %s module to build ibsim-tool from: set BuildOptions.ModuleDir or run from inside the module", modPath)
+	return dir, nil
 }
 
 func isTorwrtModule(d string) bool {
@@ -184,22 +184,26 @@ func goBin(o *BuildOptions) string {
 
 // buildTool compiles ibsim-tool statically and reproducibly.
 func buildTool(ctx context.Context, o *BuildOptions) ([]byte, error) {
-	dir, err := moduleDir(o)
-	if err != nil {
-		return nil, err
-	}
 	tmp, err := os.MkdirTemp("", "ibsim-tool-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
+	dir, err := moduleDir(ctx, o, tmp)
+	if err != nil {
+		return nil, err
+	}
 	out := filepath.Join(tmp, "ibsim-tool")
 	cmd := exec.CommandContext(ctx, goBin(o), "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=", "-o", out, toolPkg)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	o.logf("building ibsim-tool (CGO_ENABLED=0) in %s", dir)
+	from := dir
+	if o.ModuleDir == "" {
+		from = gobuild.EmbeddedSource
+	}
+	o.logf("building ibsim-tool (CGO_ENABLED=0) from %s", from)
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("ibsim: go build %s: %v\n%s", toolPkg, err, stderr.String())
 	}
@@ -219,7 +223,7 @@ func hostTool(name, pkg string) (string, error) {
 // baseLayer is the root filesystem the IB Makefile runs in: static busybox
 // (sh, tar, gzip, coreutils...), GNU make and mksquashfs with their shared
 // libraries and loader, /etc/passwd with buildbot (uid 1000), /tmp.
-func baseLayer(o *BuildOptions) ([]byte, error) {
+func baseLayer(o *BuildOptions, epochTime time.Time) ([]byte, error) {
 	bb := o.Busybox
 	if bb == "" {
 		bb = "/bin/busybox"
@@ -304,7 +308,7 @@ func baseLayer(o *BuildOptions) ([]byte, error) {
 		list2 = append(list2, e)
 	}
 	sort.Slice(list2, func(i, j int) bool { return list2[i].name < list2[j].name })
-	return buildTar(list2, "", false)
+	return buildTar(list2, "", false, epochTime)
 }
 
 // libDirs is where the dynamic loader looks (Debian multiarch first).

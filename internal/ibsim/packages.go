@@ -26,25 +26,40 @@ type Package struct {
 	Arch     string
 	Depends  string // the Depends field, "" when none
 	Filename string // relative to the feed directory
-	SHA256   string // hex
+	SHA256   string // hex, of the whole file
 	Size     int64
+	// Identity is, for an .apk, the index's "hashes" field in hex: SHA-256
+	// of the package's ADB block, which apk checks a download against.
+	// Empty for an .ipk.
+	Identity string
 }
 
-var epochTime = time.Unix(SourceDateEpoch, 0).UTC()
+// epoch is t's SOURCE_DATE_EPOCH as a time.
+func (t Target) epoch() time.Time { return time.Unix(t.SourceDateEpoch, 0).UTC() }
 
 // Packages writes the simulated package feed of t into dir (created if
-// needed): one deterministic .ipk per package (OpenWrt layout: a gzip'd tar
-// holding ./debian-binary, ./data.tar.gz and ./control.tar.gz, root-owned,
-// mtimes at SourceDateEpoch), the Packages index, Packages.gz, and
-// Packages.sig signed with FeedKey. The same bytes every run.
+// needed). The same bytes every run.
+//
+// For a 24.10 (opkg) target: one deterministic .ipk per package (OpenWrt
+// layout: a gzip'd tar holding ./debian-binary, ./data.tar.gz and
+// ./control.tar.gz, root-owned, mtimes at t.SourceDateEpoch), the Packages
+// index, Packages.gz, and Packages.sig signed with FeedKey.
+//
+// For a 25.12 (apk) target: one unsigned .apk v3 per package,
+// <name>-<version>.apk (internal/apk's writer, as apk mkpkg), and
+// packages.adb signed with FeedAPKKey (as apk mkndx --sign; ECDSA with
+// RFC 6979 nonces, so the signature is deterministic too).
 func Packages(t Target, dir string) ([]Package, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("ibsim: creating feed dir: %w", err)
 	}
+	if t.APK() {
+		return packagesAPK(t, dir)
+	}
 	var out []Package
 	var index bytes.Buffer
 	for _, d := range catalog(t) {
-		ipk, installed, err := buildIPK(d, t.Arch)
+		ipk, installed, err := buildIPK(d, t)
 		if err != nil {
 			return nil, fmt.Errorf("ibsim: package %s: %w", d.name, err)
 		}
@@ -157,8 +172,8 @@ type tarEntry struct {
 }
 
 // buildTar writes entries sorted by name, parents first, root-owned (or
-// uid as given), mtimes at SourceDateEpoch. prefix is "./" for ipk members.
-func buildTar(entries []tarEntry, prefix string, withRoot bool) ([]byte, error) {
+// uid as given), mtimes at epochTime. prefix is "./" for ipk members.
+func buildTar(entries []tarEntry, prefix string, withRoot bool, epochTime time.Time) ([]byte, error) {
 	all := map[string]tarEntry{}
 	for _, e := range entries {
 		all[e.name] = e
@@ -208,7 +223,8 @@ func buildTar(entries []tarEntry, prefix string, withRoot bool) ([]byte, error) 
 }
 
 // buildIPK returns the .ipk bytes and the installed size.
-func buildIPK(d pkgDef, arch string) ([]byte, int, error) {
+func buildIPK(d pkgDef, t Target) ([]byte, int, error) {
+	arch, epochTime := t.Arch, t.epoch()
 	var data []tarEntry
 	installed := 0
 	for _, f := range d.files {
@@ -223,7 +239,7 @@ func buildIPK(d pkgDef, arch string) ([]byte, int, error) {
 			installed += len(f.content)
 		}
 	}
-	dataTar, err := buildTar(data, "./", true)
+	dataTar, err := buildTar(data, "./", true, epochTime)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -233,8 +249,8 @@ func buildIPK(d pkgDef, arch string) ([]byte, int, error) {
 		fmt.Fprintf(&control, "Depends: %s\n", d.depends)
 	}
 	fmt.Fprintf(&control, "Source: SIMULATED\nSourceName: %s\nLicense: SIMULATED\nSection: %s\nSourceDateEpoch: %d\nArchitecture: %s\nInstalled-Size: %d\nDescription: SIMULATED placeholder of the OpenWrt package %s (torwrt ImageBuilder test fixture)\n",
-		d.name, d.section, SourceDateEpoch, arch, installed, d.name)
-	controlTar, err := buildTar([]tarEntry{{name: "control", mode: 0o644, content: []byte(control.String())}}, "./", true)
+		d.name, d.section, t.SourceDateEpoch, arch, installed, d.name)
+	controlTar, err := buildTar([]tarEntry{{name: "control", mode: 0o644, content: []byte(control.String())}}, "./", true, epochTime)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -23,7 +23,7 @@ const Repository = "openwrt/imagebuilder"
 
 // Serve starts an in-process OCI registry on 127.0.0.1 (plain http: pull
 // with container.Cache{Insecure: true}), pushes each image under
-// openwrt/imagebuilder:<target>-<subtarget>-v24.10.3-simulated and returns
+// openwrt/imagebuilder:<target>-<subtarget>-v<version>-simulated and returns
 // the digest references ("127.0.0.1:PORT/openwrt/imagebuilder@sha256:...")
 // by torwrt profile name, and a func that stops the registry.
 //

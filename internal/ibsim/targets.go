@@ -1,5 +1,8 @@
-// Package ibsim is a SIMULATED OpenWrt 24.10 ImageBuilder: a test fixture,
-// not a firmware build system.
+// Package ibsim is a SIMULATED OpenWrt ImageBuilder, in two generations:
+// 25.12 with apk-tools v3 (.apk packages, signed packages.adb, the apk
+// database in the root filesystem) and 24.10 with opkg (.ipk, Packages +
+// Packages.sig, the opkg status). It is a test fixture, not a firmware
+// build system.
 //
 // It builds an OCI image that presents the interface of a real ImageBuilder
 // container (/builder with a Makefile answering `make info`, `make manifest`
@@ -10,8 +13,11 @@
 //
 // What it does reproduce faithfully is what a builder has to get right:
 // stock output names, stock fwtool metadata (byte-exact JSON), profiles.json,
-// sha256sums, the size limit, package pinning by SHA-256, and the real IB's
-// non-reproducible behaviours (clock-dependent squashfs and opkg status,
+// sha256sums, the size limit, package pinning by SHA-256 (opkg) or by the
+// index's identity hash (apk), the apk database byte-for-byte as apk-tools
+// 3.0 writes it, and the real IB's non-reproducible behaviours
+// (clock-dependent squashfs, opkg status and apk directory times, a fresh
+// local apk key signing packages/packages.adb,
 // FILES mtimes, a fresh local signing key on every fresh container), so that
 // a test can prove the builder neutralizes each of them.
 //
@@ -29,20 +35,28 @@ import (
 	"github.com/torwrt/torwrt/internal/ibsim/internal/siminfo"
 )
 
-// Release facts of the simulated ImageBuilder.
+// Facts shared by every simulated ImageBuilder.
 const (
-	Dist            = siminfo.Dist
-	Version         = siminfo.Version         // "24.10.3"
-	Revision        = siminfo.Revision        // "r28872-daca7c049b"
-	SourceDateEpoch = siminfo.SourceDateEpoch // baked into the IB
-	KernelVersion   = siminfo.KernelVersion
+	Dist = siminfo.Dist
 	// Notice is the SIMULATED statement the sim prints and writes.
 	Notice = siminfo.Notice
 )
 
-// Target is one device the simulated IB builds for.
+// Package managers of the simulated generations (Target.PackageManager).
+const (
+	Opkg = siminfo.Opkg // OpenWrt 24.10: .ipk, Packages, usign Packages.sig
+	APK  = siminfo.APK  // OpenWrt 25.12: apk-tools v3, .apk, signed packages.adb
+)
+
+// Releases the sim imitates (see siminfo for which facts are real).
+var (
+	Release2410 = siminfo.OpenWrt2410
+	Release2512 = siminfo.OpenWrt2512
+)
+
+// Target is one device of one OpenWrt generation the simulated IB builds for.
 type Target struct {
-	Profile          string // torwrt profile name, e.g. gl-ar150
+	Profile          string // torwrt profile name, e.g. gl-ar150 or gl-ar150-24.10
 	IBProfile        string // ImageBuilder PROFILE=, e.g. glinet_gl-ar150
 	Target           string // ath79
 	Subtarget        string // generic
@@ -52,12 +66,32 @@ type Target struct {
 	DevicePackages   []string
 	ImageSizeKiB     int
 	PadKernel64k     bool
+
+	// The release: version, revision, kernel, the IB's baked-in
+	// SOURCE_DATE_EPOCH and the package manager (APK or Opkg).
+	Version         string
+	Revision        string
+	KernelVersion   string
+	SourceDateEpoch int64
+	PackageManager  string
 }
 
-// Targets returns the simulated devices: the GL.iNet GL-AR150 and GL-MT300A
-// (imagebuilder.md §1).
+// APK reports whether the target's IB uses apk-tools (OpenWrt 25.12).
+func (t Target) APK() bool { return t.PackageManager == APK }
+
+func withRelease(t Target, r siminfo.Release, suffix string) Target {
+	t.Profile += suffix
+	t.Version, t.Revision, t.KernelVersion = r.Version, r.Revision, r.KernelVersion
+	t.SourceDateEpoch, t.PackageManager = r.SourceDateEpoch, r.PackageManager
+	return t
+}
+
+// Targets returns the simulated devices, the GL.iNet GL-AR150 and GL-MT300A
+// (imagebuilder.md §1), each as OpenWrt 25.12.5 with apk (profiles gl-ar150,
+// gl-mt300a: the defaults) and as OpenWrt 24.10.3 with opkg (profiles
+// gl-ar150-24.10, gl-mt300a-24.10).
 func Targets() []Target {
-	return []Target{
+	devices := []Target{
 		{
 			Profile: "gl-ar150", IBProfile: "glinet_gl-ar150", Target: "ath79", Subtarget: "generic",
 			Arch: "mips_24kc", Board: "glinet,gl-ar150",
@@ -73,9 +107,18 @@ func Targets() []Target {
 			ImageSizeKiB:     15872, PadKernel64k: false,
 		},
 	}
+	var out []Target
+	for _, d := range devices {
+		out = append(out, withRelease(d, Release2512, ""))
+	}
+	for _, d := range devices {
+		out = append(out, withRelease(d, Release2410, "-24.10"))
+	}
+	return out
 }
 
-// TargetByProfile finds a target by its torwrt profile or IB profile id.
+// TargetByProfile finds a target by its torwrt profile, or by IB profile id
+// (which gives the 25.12 target: both generations share the IB profile ids).
 func TargetByProfile(p string) (Target, bool) {
 	for _, t := range Targets() {
 		if t.Profile == p || t.IBProfile == p {
@@ -90,7 +133,7 @@ func (t Target) TargetName() string { return t.Target + "/" + t.Subtarget }
 
 // ImageTag is the registry tag Serve pushes the target's image under.
 func (t Target) ImageTag() string {
-	return t.Target + "-" + t.Subtarget + "-v" + Version + "-simulated"
+	return t.Target + "-" + t.Subtarget + "-v" + t.Version + "-simulated"
 }
 
 // ImageName is the stock sysupgrade file name (EXTRA_IMAGE_NAME empty).
@@ -98,10 +141,10 @@ func (t Target) ImageName(extra string) string {
 	return t.ImagePrefix(extra) + "-squashfs-sysupgrade.bin"
 }
 
-// ImagePrefix is profiles.json's image_prefix: openwrt-24.10.3-[extra-]
+// ImagePrefix is profiles.json's image_prefix: openwrt-<version>-[extra-]
 // <target>-<subtarget>-<ibprofile>, extra sanitized as OpenWrt does.
 func (t Target) ImagePrefix(extra string) string {
-	p := "openwrt-" + Version + "-"
+	p := "openwrt-" + t.Version + "-"
 	if extra != "" {
 		p += sanitize(extra) + "-"
 	}
@@ -131,7 +174,11 @@ func (t Target) cpuArch() string {
 
 // vermagic is the (made-up, deterministic) kernel vermagic of the target.
 func (t Target) vermagic() string {
-	s := sha256.Sum256([]byte("SIMULATED kernel vermagic " + t.TargetName()))
+	seed := "SIMULATED kernel vermagic " + t.TargetName()
+	if t.APK() {
+		seed += " " + t.KernelVersion
+	}
+	s := sha256.Sum256([]byte(seed))
 	return hex.EncodeToString(s[:16])
 }
 
@@ -139,7 +186,7 @@ func (t Target) vermagic() string {
 func (t Target) DefaultPackages() []string {
 	d := []string{"base-files", "busybox", "ca-bundle", "dnsmasq", "dropbear", "firewall4", "fstools",
 		"kmod-gpio-button-hotplug", "kmod-nft-offload", "libc", "libgcc", "logd", "mtd", "netifd",
-		"nftables-json", "odhcp6c", "odhcpd-ipv6only", "opkg", "ppp", "ppp-mod-pppoe", "procd",
+		"nftables-json", "odhcp6c", "odhcpd-ipv6only", t.pmPackage(), "ppp", "ppp-mod-pppoe", "procd",
 		"procd-seccomp", "procd-ujail", "swconfig", "uboot-envtools", "uci", "uclient-fetch",
 		"urandom-seed", "urngd", "wpad-basic-mbedtls"}
 	switch t.Target {
@@ -149,6 +196,15 @@ func (t Target) DefaultPackages() []string {
 		d = append(d, "kmod-rt2800-soc")
 	}
 	return d
+}
+
+// pmPackage is the package manager's package: apk-mbedtls on 25.12, opkg
+// on 24.10.
+func (t Target) pmPackage() string {
+	if t.APK() {
+		return "apk-mbedtls"
+	}
+	return "opkg"
 }
 
 func (t Target) info() *siminfo.TargetInfo {
@@ -172,10 +228,13 @@ func (t Target) info() *siminfo.TargetInfo {
 			KernelImage:      t.kernelPath(),
 		}},
 		KernelVermagic:  t.vermagic(),
-		SourceDateEpoch: SourceDateEpoch,
+		SourceDateEpoch: t.SourceDateEpoch,
 		Dist:            Dist,
-		Version:         Version,
-		Revision:        Revision,
+		Version:         t.Version,
+		Revision:        t.Revision,
+		KernelVersion:   t.KernelVersion,
+		PackageManager:  t.PackageManager,
+		Feeds:           t.defaultFeeds(),
 	}
 }
 

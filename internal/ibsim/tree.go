@@ -20,7 +20,7 @@ const makefileTemplate = `# SIMULATED OpenWrt ImageBuilder -- torwrt test fixtur
 # as staging_dir/host/bin/mksquashfs4 like the real IB's own build of it (here
 # an absolute symlink to the container's /usr/bin/mksquashfs, as real IBs
 # carry absolute symlinks to host tools in staging_dir/host/bin).
-# Everything opkg, the image scripts, usign, ucert and fwtool do is done by
+# Everything opkg or apk, the image scripts, usign, ucert and fwtool do is done by
 # staging_dir/host/bin/ibsim-tool.
 
 TOPDIR:=$(CURDIR)
@@ -29,7 +29,8 @@ export PATH:=$(TOPDIR)/staging_dir/host/bin:$(PATH)
 export LC_ALL:=C
 
 # Baked into the release. Like an older IB, the simulated one does not
-# export it: opkg's Installed-Time and mksquashfs read the clock unless
+# export it: opkg's Installed-Time, apk's directory times and mksquashfs
+# read the clock unless
 # SOURCE_DATE_EPOCH is set in make's own environment (both honour it there).
 IB_SOURCE_DATE_EPOCH:=@SDE@
 
@@ -42,6 +43,13 @@ BUILD_DIR:=$(TOPDIR)/build_dir/target-$(ARCH_PACKAGES)_musl
 TARGET_DIR:=$(BUILD_DIR)/root-$(BOARD)
 IMG_TMP:=$(BUILD_DIR)/tmp
 BUILD_KEY:=$(TOPDIR)/key-build
+# The package manager of this release: opkg (<= 24.10) or apk (>= 25.12).
+IB_PM:=@PM@
+ifeq ($(IB_PM),apk)
+# _check_keys of the real 25.12 IB: a local EC key signs packages/packages.adb.
+BUILD_KEY_APK_SEC:=$(TOPDIR)/keys/local-private-key.pem
+IB_APK_KEYS:=$(BUILD_KEY_APK_SEC)
+endif
 
 # ---------------------------------------------------------------------------
 # Input validation, in pure make: no user-supplied text reaches a shell or a
@@ -60,6 +68,7 @@ IB_FILES:=$(strip $(value FILES))
 IB_BIN_DIR:=$(strip $(value BIN_DIR))
 IB_EXTRA_IMAGE_NAME:=$(strip $(value EXTRA_IMAGE_NAME))
 IB_DISABLED_SERVICES:=$(strip $(value DISABLED_SERVICES))
+IB_ADD_LOCAL_KEY:=$(strip $(value ADD_LOCAL_KEY))
 
 ibsim_bad:=$(call ibsim_badchars,$(IB_PACKAGES),$(ibsim_lower) $(ibsim_digit) + . _ -) $(call ibsim_badstart,$(IB_PACKAGES))
 ifneq ($(strip $(ibsim_bad)),)
@@ -80,6 +89,10 @@ endif
 ibsim_bad:=$(call ibsim_badchars,$(IB_FILES) $(IB_BIN_DIR),$(ibsim_lower) $(ibsim_upper) $(ibsim_digit) / . _ - +)
 ifneq ($(ibsim_bad),)
 $(error Invalid path(s) in FILES/BIN_DIR: $(ibsim_bad) -- want [A-Za-z0-9/._+-] [SIMULATED ImageBuilder])
+endif
+ibsim_bad:=$(call ibsim_badchars,$(IB_ADD_LOCAL_KEY),$(ibsim_lower) $(ibsim_digit))
+ifneq ($(words $(IB_ADD_LOCAL_KEY))$(ibsim_bad),$(if $(IB_ADD_LOCAL_KEY),1,0))
+$(error Invalid ADD_LOCAL_KEY '$(IB_ADD_LOCAL_KEY)': empty or one word of [a-z0-9], e.g. 1 [SIMULATED ImageBuilder])
 endif
 ifneq ($(words $(IB_FILES)),$(if $(IB_FILES),1,0))
 $(error FILES must be one directory [SIMULATED ImageBuilder])
@@ -117,20 +130,25 @@ info:
 	@$(IB_TOOL) notice
 	@$(IB_TOOL) info --topdir '$(TOPDIR)'
 
-manifest:
+manifest: $(IB_APK_KEYS)
 	@$(IB_TOOL) notice
 	@$(IB_TOOL) manifest --topdir '$(TOPDIR)' --profile '$(IB_PROFILE)' --packages '$(IB_PACKAGES)'
 
 $(BUILD_KEY):
 	@$(IB_TOOL) keygen --topdir '$(TOPDIR)'
 
-image: $(BUILD_KEY)
+ifeq ($(IB_PM),apk)
+$(BUILD_KEY_APK_SEC):
+	@$(IB_TOOL) apk-keygen --topdir '$(TOPDIR)'
+endif
+
+image: $(BUILD_KEY) $(IB_APK_KEYS)
 	@$(IB_TOOL) notice
 	@echo 'Building images for $(BOARD) - $(IB_PROFILE) [SIMULATED ImageBuilder]'
 	@echo 'Packages: $(IB_PACKAGES)'
 	@rm -rf '$(TARGET_DIR)' '$(IMG_TMP)'
 	@mkdir -p '$(IMG_TMP)'
-	@$(IB_TOOL) rootfs --topdir '$(TOPDIR)' --profile '$(IB_PROFILE)' --packages '$(IB_PACKAGES)' --files '$(IB_FILES)' --disabled-services '$(IB_DISABLED_SERVICES)' --root '$(TARGET_DIR)'
+	@$(IB_TOOL) rootfs --topdir '$(TOPDIR)' --profile '$(IB_PROFILE)' --packages '$(IB_PACKAGES)' --files '$(IB_FILES)' --disabled-services '$(IB_DISABLED_SERVICES)' --add-local-key '$(IB_ADD_LOCAL_KEY)' --root '$(TARGET_DIR)'
 	@echo 'Building root filesystem with mksquashfs -comp xz [SIMULATED ImageBuilder]'
 	@$(TOPDIR)/staging_dir/host/bin/mksquashfs4 '$(TARGET_DIR)' '$(IMG_TMP)/root.squashfs' -noappend -all-root -no-xattrs -comp xz -b 256k -no-progress -quiet
 	@$(IB_TOOL) sysupgrade --topdir '$(TOPDIR)' --profile '$(IB_PROFILE)' --root '$(TARGET_DIR)' --rootfs '$(IMG_TMP)/root.squashfs' --bin-dir '$(IB_BIN_DIR)' --extra-name '$(IB_EXTRA_IMAGE_NAME)'
@@ -156,51 +174,104 @@ func ibTree(t Target) ([]ibFile, error) {
 		return nil, err
 	}
 	mk := strings.NewReplacer(
-		"@SDE@", fmt.Sprint(SourceDateEpoch),
+		"@SDE@", fmt.Sprint(t.SourceDateEpoch),
 		"@BOARD@", t.Target,
 		"@SUBTARGET@", t.Subtarget,
 		"@ARCH@", t.Arch,
 		"@PROFILE@", t.IBProfile,
+		"@PM@", t.PackageManager,
 	).Replace(makefileTemplate)
-	repos := fmt.Sprintf(`src/gz openwrt_core https://downloads.openwrt.org/releases/%[1]s/targets/%[2]s/packages
-src/gz openwrt_base https://downloads.openwrt.org/releases/%[1]s/packages/%[3]s/base
-src/gz openwrt_luci https://downloads.openwrt.org/releases/%[1]s/packages/%[3]s/luci
-src/gz openwrt_packages https://downloads.openwrt.org/releases/%[1]s/packages/%[3]s/packages
-src/gz openwrt_routing https://downloads.openwrt.org/releases/%[1]s/packages/%[3]s/routing
-src/gz openwrt_telephony https://downloads.openwrt.org/releases/%[1]s/packages/%[3]s/telephony
-## SIMULATED ImageBuilder: the feeds above are what a real %[1]s IB lists; the
+	files := []ibFile{
+		{path: "Makefile", mode: 0o644, content: []byte(mk)},
+		{path: "README.SIMULATED", mode: 0o644, content: []byte(readme(t))},
+		{path: ".config", mode: 0o644, content: []byte(dotConfig(t))},
+		{path: ".ibsim-target.json", mode: 0o644, content: append(info, '\n')},
+		{path: "packages/", mode: 0o755},
+		{path: "tmp/", mode: 0o755},
+		{path: "bin/", mode: 0o755},
+		{path: t.kernelPath(), mode: 0o644, content: fakeKernel(t)},
+	}
+	if t.APK() {
+		pem, err := FeedAPKKey().MarshalPEM()
+		if err != nil {
+			return nil, err
+		}
+		files = append(files,
+			ibFile{path: "repositories", mode: 0o644, content: []byte(apkRepositories(t))},
+			ibFile{path: "keys/" + FeedAPKKeyName, mode: 0o644, content: pem})
+	} else {
+		fk := FeedKey()
+		files = append(files,
+			ibFile{path: "repositories.conf", mode: 0o644, content: []byte(opkgRepositories(t))},
+			ibFile{path: "keys/" + fk.Fingerprint.String(), mode: 0o644, content: fk.Marshal()})
+	}
+	return files, nil
+}
+
+// defaultFeeds are the release's feeds as the real IB lists them.
+func (t Target) defaultFeeds() []string {
+	base := "https://downloads.openwrt.org/releases/" + t.Version
+	if !t.APK() {
+		return []string{
+			base + "/targets/" + t.TargetName() + "/packages",
+			base + "/packages/" + t.Arch + "/base",
+			base + "/packages/" + t.Arch + "/luci",
+			base + "/packages/" + t.Arch + "/packages",
+			base + "/packages/" + t.Arch + "/routing",
+			base + "/packages/" + t.Arch + "/telephony",
+		}
+	}
+	return []string{
+		base + "/targets/" + t.TargetName() + "/packages/packages.adb",
+		base + "/packages/" + t.Arch + "/base/packages.adb",
+		base + "/targets/" + t.TargetName() + "/kmods/" + t.KernelVersion + "-1-" + t.vermagic() + "/packages.adb",
+		base + "/packages/" + t.Arch + "/luci/packages.adb",
+		base + "/packages/" + t.Arch + "/packages/packages.adb",
+		base + "/packages/" + t.Arch + "/routing/packages.adb",
+		base + "/packages/" + t.Arch + "/telephony/packages.adb",
+	}
+}
+
+func opkgRepositories(t Target) string {
+	names := []string{"openwrt_core", "openwrt_base", "openwrt_luci", "openwrt_packages", "openwrt_routing", "openwrt_telephony"}
+	var b strings.Builder
+	for i, u := range t.defaultFeeds() {
+		fmt.Fprintf(&b, "src/gz %s %s\n", names[i], u)
+	}
+	fmt.Fprintf(&b, `## SIMULATED ImageBuilder: the feeds above are what a real %[1]s IB lists; the
 ## simulated one cannot reach them (no network). Bind-mount a repositories.conf
 ## with local feeds (src/gz NAME file:///path) over this file.
 ## This is the local package repository, do not remove!
 src imagebuilder file:packages
 option check_signature
-`, Version, t.TargetName(), t.Arch)
-	readme := fmt.Sprintf(`SIMULATED OpenWrt ImageBuilder %s for %s (%s)
-=====================================================================
+`, t.Version)
+	return b.String()
+}
 
-This directory is a TEST FIXTURE of the torwrt project (internal/ibsim), not
-the OpenWrt ImageBuilder. It accepts the same make targets and variables as a
-real 24.10 ImageBuilder:
+// apkRepositories is /builder/repositories: one packages.adb URL a line, as
+// the real 25.12 IB lists them (apk's --repositories-file syntax).
+func apkRepositories(t Target) string {
+	var b strings.Builder
+	for _, u := range t.defaultFeeds() {
+		b.WriteString(u + "\n")
+	}
+	fmt.Fprintf(&b, `# SIMULATED ImageBuilder: the feeds above are what a real %[1]s IB lists; the
+# simulated one cannot reach them (no network), and fails on them as apk does
+# without network. Bind-mount a repositories file listing local indexes
+# (/abs/path/packages.adb or file:///abs/path/packages.adb, one a line) over
+# this file, and put the public key (*.pem) that signs them into keys/.
+# packages/packages.adb is the IB's own local repository: it is indexed and
+# signed with keys/local-private-key.pem when packages/ holds *.apk files.
+`, t.Version)
+	return b.String()
+}
 
-  make info
-  make manifest PROFILE=%s PACKAGES="..."
-  make image PROFILE=%s PACKAGES="..." FILES=<dir> BIN_DIR=<dir> \
-       EXTRA_IMAGE_NAME=<s> DISABLED_SERVICES="..."
-
-and writes stock-format outputs (sysupgrade image with fwtool metadata and a
-ucert signature chunk, <prefix>.manifest, profiles.json, sha256sums), plus a
-file named SIMULATED. The kernel and every packaged program are placeholders:
-the firmware does not boot.
-
-Like the real ImageBuilder it is NOT reproducible by itself:
-  * mksquashfs runs without a fixed time (superblock and directory times
-    come from the clock unless SOURCE_DATE_EPOCH is in make's environment);
-  * opkg's Installed-Time is the current time (same exception);
-  * files from FILES keep their own mtimes and modes;
-  * a fresh local signing key (key-build) is generated in each fresh
-    container and signs the image.
-`, Version, t.TargetName(), t.IBProfile, t.IBProfile, t.IBProfile)
-	config := fmt.Sprintf(`# SIMULATED ImageBuilder configuration (torwrt test fixture)
+func dotConfig(t Target) string {
+	apk := "# CONFIG_USE_APK is not set"
+	if t.APK() {
+		apk = "CONFIG_USE_APK=y"
+	}
+	return fmt.Sprintf(`# SIMULATED ImageBuilder configuration (torwrt test fixture)
 CONFIG_TARGET_%[1]s=y
 CONFIG_TARGET_%[1]s_%[2]s=y
 CONFIG_TARGET_%[1]s_%[2]s_DEVICE_%[3]s=y
@@ -211,23 +282,72 @@ CONFIG_VERSION_DIST="OpenWrt"
 CONFIG_VERSION_NUMBER="%[5]s"
 CONFIG_VERSION_CODE="%[6]s"
 CONFIG_SIGNED_PACKAGES=y
+%[7]s
 CONFIG_TARGET_ROOTFS_SQUASHFS=y
 CONFIG_TARGET_IMAGES_GZIP is not set
-`, t.Target, t.Subtarget, t.IBProfile, t.Arch, Version, Revision)
-	fk := FeedKey()
-	files := []ibFile{
-		{path: "Makefile", mode: 0o644, content: []byte(mk)},
-		{path: "README.SIMULATED", mode: 0o644, content: []byte(readme)},
-		{path: "repositories.conf", mode: 0o644, content: []byte(repos)},
-		{path: ".config", mode: 0o644, content: []byte(config)},
-		{path: ".ibsim-target.json", mode: 0o644, content: append(info, '\n')},
-		{path: "keys/" + fk.Fingerprint.String(), mode: 0o644, content: fk.Marshal()},
-		{path: "packages/", mode: 0o755},
-		{path: "tmp/", mode: 0o755},
-		{path: "bin/", mode: 0o755},
-		{path: t.kernelPath(), mode: 0o644, content: fakeKernel(t)},
+`, t.Target, t.Subtarget, t.IBProfile, t.Arch, t.Version, t.Revision, apk)
+}
+
+func readme(t Target) string {
+	s := fmt.Sprintf(`SIMULATED OpenWrt ImageBuilder %s for %s (%s)
+=====================================================================
+
+This directory is a TEST FIXTURE of the torwrt project (internal/ibsim), not
+the OpenWrt ImageBuilder. It accepts the same make targets and variables as a
+real %s ImageBuilder:
+
+  make info
+  make manifest PROFILE=%s PACKAGES="..."
+  make image PROFILE=%s PACKAGES="..." FILES=<dir> BIN_DIR=<dir> \
+       EXTRA_IMAGE_NAME=<s> DISABLED_SERVICES="..."
+
+and writes stock-format outputs (sysupgrade image with fwtool metadata and a
+ucert signature chunk, <prefix>.manifest, profiles.json, sha256sums), plus a
+file named SIMULATED. The kernel and every packaged program are placeholders:
+the firmware does not boot.
+`, t.Version, t.TargetName(), t.IBProfile, t.Version, t.IBProfile, t.IBProfile)
+	if t.APK() {
+		s += fmt.Sprintf(`
+Package manager: apk-tools v3, as in OpenWrt 25.12 (.config: CONFIG_USE_APK=y).
+  * repositories lists one packages.adb a line (the real %[1]s feeds, which
+    need the network the simulation does not have). Replace it with local
+    indexes: /abs/path/packages.adb or file:///abs/path/packages.adb.
+  * Every index must be signed by a key in keys/*.pem (ECDSA P-256, PEM);
+    %[2]s is the SIMULATED feed key (a public test key
+    whose secret is public: it is not an OpenWrt key).
+  * Packages are .apk v3 (ADB) files, checked against the index's identity
+    hash before they are installed. The root filesystem gets the apk
+    database: /lib/apk/db/installed, scripts.tar.gz, triggers,
+    /etc/apk/world, /etc/apk/arch, /etc/apk/keys/, and
+    /etc/apk/repositories.d/distfeeds.list (from base-files).
+  * make manifest prints "name version" lines (apk list --manifest).
+  * ADD_LOCAL_KEY=1 copies keys/local-public-key.pem into /etc/apk/keys.
+  * The SOURCE_DATE_EPOCH baked into this simulated %[1]s is the sim's own;
+    the real release's value is not known here.
+`, t.Version, FeedAPKKeyName)
 	}
-	return files, nil
+	s += `
+Like the real ImageBuilder it is NOT reproducible by itself:
+  * mksquashfs runs without a fixed time (superblock and directory times
+    come from the clock unless SOURCE_DATE_EPOCH is in make's environment);
+`
+	if t.APK() {
+		s += `  * apk gives directories, symlinks and its database files the current
+    time (it sets only regular files' times, from the package), and does
+    not read SOURCE_DATE_EPOCH when it installs;
+  * a fresh local apk key (keys/local-private-key.pem) is generated in each
+    fresh container and signs packages/packages.adb (ECDSA: a fresh
+    signature each time); with ADD_LOCAL_KEY=1 it lands in the image;
+`
+	} else {
+		s += `  * opkg's Installed-Time is the current time (same exception);
+`
+	}
+	s += `  * files from FILES keep their own mtimes and modes;
+  * a fresh local signing key (key-build) is generated in each fresh
+    container and signs the image.
+`
+	return s
 }
 
 // fakeKernel is the prebuilt "kernel" of the simulated IB: a labelled,
@@ -235,7 +355,11 @@ CONFIG_TARGET_IMAGES_GZIP is not set
 // kernel.
 func fakeKernel(t Target) []byte {
 	head := fmt.Sprintf("SIMULATED KERNEL - not a Linux kernel. torwrt ImageBuilder test fixture, OpenWrt %s %s %s, Linux %s placeholder.\n",
-		Version, Revision, t.TargetName(), KernelVersion)
+		t.Version, t.Revision, t.TargetName(), t.KernelVersion)
 	size := 1536*1024 + 4321
-	return []byte(head + noise("SIMULATED kernel "+t.TargetName(), size-len(head)))
+	seed := "SIMULATED kernel " + t.TargetName()
+	if t.APK() {
+		seed += " " + t.Version
+	}
+	return []byte(head + noise(seed, size-len(head)))
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/torwrt/torwrt/internal/container"
 	"github.com/torwrt/torwrt/internal/profile"
+	"github.com/torwrt/torwrt/internal/progress"
 )
 
 // Paths inside the container where the builder's inputs appear.
@@ -60,7 +61,9 @@ type Driver struct {
 	IBImage *container.Image
 	// LogDir keeps the full output of every make run.
 	LogDir string
-	// Progress receives make's output as it runs (may be nil).
+	// Progress receives make's output as it runs; nil: the
+	// progress.Printer in the context, if any, follows it (a heartbeat
+	// with its last line; every line when verbose).
 	Progress io.Writer
 
 	caps *Capabilities
@@ -131,8 +134,11 @@ func (d *Driver) Manifest(ctx context.Context, req Request) ([]Package, error) {
 	if !caps.ManifestTarget {
 		return d.trialManifest(ctx, req)
 	}
-	mounts := []container.Mount{{Source: req.Feed, Target: feedTarget, ReadOnly: true}}
-	mounts = append(mounts, d.reposMount(req)...)
+	repos, err := d.reposMount(req)
+	if err != nil {
+		return nil, err
+	}
+	mounts := append([]container.Mount{{Source: req.Feed, Target: feedTarget, ReadOnly: true}}, repos...)
 	out, err := d.make(ctx, "manifest", []string{"make", "manifest",
 		"PROFILE=" + req.Profile, "PACKAGES=" + strings.Join(req.Packages, " "),
 	}, nil, mounts)
@@ -195,7 +201,11 @@ func (d *Driver) Image(ctx context.Context, req Request) error {
 		{Source: req.Feed, Target: feedTarget, ReadOnly: true},
 		{Source: req.BinDir, Target: binTarget},
 	}
-	mounts = append(mounts, d.reposMount(req)...)
+	repos, err := d.reposMount(req)
+	if err != nil {
+		return err
+	}
+	mounts = append(mounts, repos...)
 	hook, err := d.writeHook(req)
 	if err != nil {
 		return err
@@ -276,24 +286,75 @@ func (d *Driver) checkRequest(req Request, image bool) error {
 	return nil
 }
 
-// reposMount puts the builder's repositories.conf over the image's own,
-// so opkg sees only the pinned image's packages and the local feed.
-func (d *Driver) reposMount(req Request) []container.Mount {
-	conf := filepath.Join(filepath.Dir(req.Feed), "repositories.conf")
-	wd := d.IBImage.WorkingDir
-	if wd == "" {
-		wd = "/builder"
+// FeedKeyName is the file, in an apk feed directory, holding the public
+// key its packages.adb is signed with; it is mounted into the
+// ImageBuilder's keys/ so apk trusts that index and no other.
+const FeedKeyName = "torwrt-local-feed.pem"
+
+func (d *Driver) workDir() string {
+	if wd := d.IBImage.WorkingDir; wd != "" {
+		return wd
 	}
-	return []container.Mount{{Source: conf, Target: path.Join(wd, "repositories.conf"), ReadOnly: true}}
+	return "/builder"
 }
 
-// ReposConf is the repositories.conf written next to the feed directory:
-// the ImageBuilder's bundled target packages plus the local feed, and no
-// network feed at all.
+// reposMount puts the builder's feed list over the image's own, so the
+// package manager sees only the pinned image's packages and the local
+// feed: repositories.conf for opkg; for apk, `repositories` and the key
+// the local packages.adb is signed with.
+func (d *Driver) reposMount(req Request) ([]container.Mount, error) {
+	caps, err := d.Capabilities()
+	if err != nil {
+		return nil, err
+	}
+	dir, wd := filepath.Dir(req.Feed), d.workDir()
+	if caps.PackageManager == "apk" {
+		return []container.Mount{
+			{Source: filepath.Join(dir, "repositories"), Target: path.Join(wd, "repositories"), ReadOnly: true},
+			{Source: filepath.Join(req.Feed, FeedKeyName), Target: path.Join(wd, "keys", FeedKeyName), ReadOnly: true},
+		}, nil
+	}
+	return []container.Mount{{Source: filepath.Join(dir, "repositories.conf"), Target: path.Join(wd, "repositories.conf"), ReadOnly: true}}, nil
+}
+
+// WriteRepositories writes, next to feedDir, the feed list reposMount
+// mounts: the local feed, the ImageBuilder's bundled packages (for apk
+// only where it bundles any: its packages/packages.adb exists only then),
+// and no network feed at all.
+func (d *Driver) WriteRepositories(feedDir string, bundled bool) error {
+	caps, err := d.Capabilities()
+	if err != nil {
+		return err
+	}
+	name, data := "repositories.conf", ReposConf(d.FeedPath(feedDir))
+	if caps.PackageManager == "apk" {
+		name, data = "repositories", APKRepositories(d.workDir(), d.FeedPath(feedDir), bundled)
+	}
+	p := filepath.Join(filepath.Dir(feedDir), name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		return err
+	}
+	// The container user reads it whatever the caller's umask.
+	return os.Chmod(p, 0o644)
+}
+
+// ReposConf is opkg's repositories.conf for the local feed at feedPath.
 func ReposConf(feedPath string) []byte {
 	return []byte("# written by torwrt imgbuild: no network feeds; every package is pinned in the lock file\n" +
 		"src imagebuilder file:packages\n" +
 		"src torwrt file://" + feedPath + "\n")
+}
+
+// APKRepositories is apk's repositories file: one packages.adb per line,
+// the local feed's and, with bundled, the ImageBuilder's own (indexed by
+// its package_reload from packages/*.apk).
+func APKRepositories(workDir, feedPath string, bundled bool) []byte {
+	out := "# written by torwrt imgbuild: no network feeds; every package is pinned in the lock file\n" +
+		path.Join(feedPath, "packages.adb") + "\n"
+	if bundled {
+		out += path.Join(workDir, "packages", "packages.adb") + "\n"
+	}
+	return []byte(out)
 }
 
 // FeedPath is where the command inside the runner sees the feed.
@@ -320,9 +381,16 @@ func (d *Driver) make(ctx context.Context, step string, argv, env []string, moun
 	// Both streams, interleaved as written: older ImageBuilders print
 	// their refusals ("Profile ... does not exist!") on stdout.
 	tail := &tailBuffer{max: 40}
-	var progress io.Writer = io.Discard
+	// make's output goes to Progress, else to the ctx's progress printer,
+	// which keeps its last line for a heartbeat (and prints every line
+	// only when verbose).
+	var progressOut io.Writer = io.Discard
 	if d.Progress != nil {
-		progress = d.Progress
+		progressOut = d.Progress
+	} else if pr := progress.FromContext(ctx); pr != nil {
+		act := pr.Activity("make " + step)
+		defer act.Stop()
+		progressOut = act
 	}
 	spec := container.RunSpec{
 		Name:   "torwrt-" + step + "-" + randomID(),
@@ -330,8 +398,8 @@ func (d *Driver) make(ctx context.Context, step string, argv, env []string, moun
 		Argv:   argv,
 		Env:    env,
 		Mounts: mounts,
-		Stdout: io.MultiWriter(&stdout, logFile, progress, tail),
-		Stderr: io.MultiWriter(tail, logFile, progress),
+		Stdout: io.MultiWriter(&stdout, logFile, progressOut, tail),
+		Stderr: io.MultiWriter(tail, logFile, progressOut),
 	}
 	if err := d.Runner.Run(ctx, spec); err != nil {
 		var msg string

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/torwrt/torwrt/internal/container"
 )
 
 // Capabilities are the interfaces that differ between ImageBuilder
@@ -22,6 +24,22 @@ type Capabilities struct {
 	// DisabledServices: `make image DISABLED_SERVICES=...` (OpenWrt 18.06
 	// and later).
 	DisabledServices bool `json:"disabled_services"`
+	// PackageManager is "apk" when the ImageBuilder was configured with
+	// CONFIG_USE_APK=y (OpenWrt 25.12 and later: packages.adb feeds, a
+	// `repositories` file, PEM keys), else "opkg" (Packages feeds,
+	// repositories.conf, usign keys).
+	PackageManager string `json:"package_manager"`
+}
+
+var useAPKRE = regexp.MustCompile(`(?m)^CONFIG_USE_APK=y\s*$`)
+
+// ParsePackageManager reads the package manager from an ImageBuilder's
+// .config; an ImageBuilder without one predates apk.
+func ParsePackageManager(config []byte) string {
+	if useAPKRE.Match(config) {
+		return "apk"
+	}
+	return "opkg"
 }
 
 var manifestTargetRE = regexp.MustCompile(`(?m)^manifest:`)
@@ -49,6 +67,13 @@ func (d *Driver) Capabilities() (Capabilities, error) {
 		return Capabilities{}, fmt.Errorf("imagebuilder: %w: no Makefile in its working directory %s: %v (is this an ImageBuilder image, and was the archive's top-level directory stripped?)", ErrMissingInterface, wd, err)
 	}
 	c := ParseCapabilities(mk)
+	// An ImageBuilder without a .config predates apk (older archives,
+	// vendors' forks): opkg.
+	config, err := d.IBImage.ReadFile(path.Join(wd, ".config"))
+	if err != nil && !errors.Is(err, container.ErrNotInImage) {
+		return Capabilities{}, fmt.Errorf("imagebuilder: reading %s/.config: %w", wd, err)
+	}
+	c.PackageManager = ParsePackageManager(config)
 	d.caps = &c
 	return c, nil
 }
@@ -144,7 +169,7 @@ var diagnoses = []struct {
 	{regexp.MustCompile(`incompatible with the architectures configured|Architecture ([a-z0-9_]+) is not|wrong architecture`), func(m []string) string {
 		return "a package is built for another architecture than this ImageBuilder's: check the profile's openwrt.arch and the packages in the lock against the ImageBuilder's target"
 	}},
-	{regexp.MustCompile(`Unknown package '([^']+)'|cannot find dependency ([^ ]+) for|Cannot satisfy the following dependencies for ([^:]+)|No packages? .*match(?:es)? ([^\s]+)`), func(m []string) string {
+	{regexp.MustCompile(`Unknown package '([^']+)'|cannot find dependency ([^ ]+) for|Cannot satisfy the following dependencies for ([^:]+)|No packages? .*match(?:es)? ([^\s]+)|\n\s*(\S+) \(no such package\)`), func(m []string) string {
 		return fmt.Sprintf("package %q is in neither the ImageBuilder's packages/ nor the pinned feed: fix packages in the profile, then run imgbuild lock", firstNonEmpty(m[1:]...))
 	}},
 	{regexp.MustCompile(`is too big|exceeds.*IMAGE_SIZE|image too big`), func(m []string) string {

@@ -58,6 +58,7 @@ func TestDiagnose(t *testing.T) {
 		{"Profile \"gl-ar150\" does not exist!\nUse \"make info\" to get a list of available profile names.\n", `no profile "gl-ar150"`},
 		{"make: *** No rule to make target 'manifest'.  Stop.\n", `no make target "manifest"`},
 		{"Collected errors:\n * opkg_install_cmd: Cannot install package tor-fake.\n * Unknown package 'tor-fake'.\n", `package "tor-fake"`},
+		{"ERROR: unable to select packages:\n  tor-fake (no such package):\n    required by: world[tor-fake]\n", `package "tor-fake"`},
 		{"Prerequisite check failed. Use FORCE=1 to override.\n", "prerequisite check"},
 		{" * pkg_hash_check_unresolved: cannot find dependency libfoo for tor\n", `package "libfoo"`},
 		{"all fine until the disk broke\n", ""},

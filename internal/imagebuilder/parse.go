@@ -101,22 +101,35 @@ type Package struct {
 	Version string `json:"version"`
 }
 
-// ParseManifest parses `make manifest` output or a <image>.manifest file.
-// Lines that are not `name - version` (make's chatter) are skipped, but a
-// package listed twice is an error.
+// A manifest line is one package: opkg's `name - version`
+// (`opkg list-installed`), or apk's `name version` (`apk list --manifest`).
+// A version starts with a digit, which keeps make's two-word chatter
+// ("Building images") out.
+var (
+	opkgManifestRE = regexp.MustCompile(`^(\S+) - (\S+)$`)
+	apkManifestRE  = regexp.MustCompile(`^([a-z0-9][a-z0-9+._-]*) ([0-9][0-9A-Za-z.+~_:-]*)$`)
+)
+
+// ParseManifest parses `make manifest` output or a <image>.manifest file,
+// in opkg's or apk's format. Other lines (make's chatter) are skipped, but
+// a package listed twice is an error.
 func ParseManifest(out []byte) ([]Package, error) {
 	var pkgs []Package
 	seen := map[string]bool{}
 	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 3 || f[1] != "-" {
+		line = strings.TrimSpace(line)
+		m := opkgManifestRE.FindStringSubmatch(line)
+		if m == nil {
+			m = apkManifestRE.FindStringSubmatch(line)
+		}
+		if m == nil {
 			continue
 		}
-		if seen[f[0]] {
-			return nil, fmt.Errorf("manifest lists package %s twice", f[0])
+		if seen[m[1]] {
+			return nil, fmt.Errorf("manifest lists package %s twice", m[1])
 		}
-		seen[f[0]] = true
-		pkgs = append(pkgs, Package{Name: f[0], Version: f[2]})
+		seen[m[1]] = true
+		pkgs = append(pkgs, Package{Name: m[1], Version: m[2]})
 	}
 	if len(pkgs) == 0 {
 		return nil, fmt.Errorf("manifest lists no packages")

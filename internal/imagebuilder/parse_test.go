@@ -59,6 +59,15 @@ func TestParseManifest(t *testing.T) {
 	if _, err := ParseManifest([]byte("")); err == nil {
 		t.Fatal("empty manifest accepted")
 	}
+	// apk's `apk list --manifest`: "name version"; make's two-word chatter
+	// is not a package.
+	pk, err = ParseManifest([]byte("Building images\napk-mbedtls 3.0.5-r1\nkmod-nft-fib 6.12.94-r1\nbase-files 1678~a1b2c3d4e5-r2\n"))
+	if err != nil || len(pk) != 3 || pk[0].Name != "apk-mbedtls" || pk[1].Version != "1678~a1b2c3d4e5-r2" || pk[2].Version != "6.12.94-r1" {
+		t.Fatalf("apk manifest: %v %v", pk, err)
+	}
+	if _, err := ParseManifest([]byte("tor 1\ntor - 2\n")); err == nil {
+		t.Fatal("a package listed in both formats was accepted twice")
+	}
 }
 
 func TestParseSHA256Sums(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -88,6 +89,31 @@ type Options struct {
 	WorkDir    string
 	Progress   io.Writer
 	Simulated  bool
+	// APKKeys are the keys apk feeds' packages.adb must be signed by; when
+	// empty, the ImageBuilder image's own keys/*.pem (pinned by its
+	// digest) are used. Opkg feeds use Keys.
+	APKKeys []profile.LockedKey
+}
+
+func (o Options) progressf(format string, a ...any) {
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, format, a...)
+	}
+}
+
+// apkFileRE is a safe .apk file name (apk names files <name>-<version>.apk).
+var apkFileRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+._-]*-[0-9A-Za-z][0-9A-Za-z.+~_-]*\.apk$`)
+
+// newLock is a lock for o.Profile and the pinned image ref, packages to
+// come.
+func newLock(o Options, ref string) *profile.Lock {
+	p := o.Profile
+	l := &profile.Lock{LockVersion: profile.LockVersion, Profile: p.ID, ProfileSHA256: p.SHA256, Simulated: o.Simulated,
+		Image: profile.LockedImage{Ref: ref, Tag: p.ImageBuilder.Ref}}
+	if p.ImageBuilder.Imported() {
+		l.Image.Tag = "imported from " + p.ImageBuilder.Archive + " (sha256 " + p.ImageBuilder.ArchiveSHA256 + ")"
+	}
+	return l
 }
 
 // maxIndex bounds a downloaded Packages index.
@@ -120,6 +146,14 @@ func Resolve(ctx context.Context, o Options) (*profile.Lock, error) {
 	img, err := o.Cache.Pull(ctx, ref)
 	if err != nil {
 		return nil, err
+	}
+	d := &imagebuilder.Driver{Runner: o.Runner, IBImage: img, LogDir: filepath.Join(o.WorkDir, "logs")}
+	caps, err := d.Capabilities()
+	if err != nil {
+		return nil, err
+	}
+	if caps.PackageManager == profile.APK {
+		return resolveAPK(ctx, o, ref, img, d)
 	}
 	feeds := o.Feeds
 	if len(feeds) == 0 {
@@ -162,8 +196,7 @@ func Resolve(ctx context.Context, o Options) (*profile.Lock, error) {
 	if err := os.WriteFile(filepath.Join(feedDir, "Packages"), []byte(index.String()), 0o644); err != nil {
 		return nil, err
 	}
-	d := &imagebuilder.Driver{Runner: o.Runner, IBImage: img, LogDir: filepath.Join(o.WorkDir, "logs")}
-	if err := os.WriteFile(filepath.Join(o.WorkDir, "repositories.conf"), imagebuilder.ReposConf(d.FeedPath(feedDir)), 0o644); err != nil {
+	if err := d.WriteRepositories(feedDir, true); err != nil {
 		return nil, err
 	}
 	installed, err := d.Manifest(ctx, imagebuilder.Request{Profile: p.IBProfile, Packages: p.MakePackages(), Feed: feedDir, SourceDateEpoch: p.OpenWrt.SourceDateEpoch})
@@ -174,11 +207,7 @@ func Resolve(ctx context.Context, o Options) (*profile.Lock, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &profile.Lock{LockVersion: profile.LockVersion, Profile: p.ID, ProfileSHA256: p.SHA256, Simulated: o.Simulated,
-		Image: profile.LockedImage{Ref: ref, Tag: p.ImageBuilder.Ref}}
-	if p.ImageBuilder.Imported() {
-		l.Image.Tag = "imported from " + p.ImageBuilder.Archive + " (sha256 " + p.ImageBuilder.ArchiveSHA256 + ")"
-	}
+	l := newLock(o, ref)
 	for _, pk := range installed {
 		e, ok := byName[pk.Name]
 		if !ok || e.Version != pk.Version {
@@ -435,9 +464,13 @@ type BundledFile struct {
 // Bundled are the package files an ImageBuilder image carries, by name.
 type Bundled map[string]BundledFile
 
-// find returns the file of package name at version: files are named
-// <name>_<version>_<arch>.ipk (package names have no underscore).
+// find returns the file of package name at version: apk names files
+// <name>-<version>.apk, opkg <name>_<version>_<arch>.ipk (package names
+// have no underscore).
 func (b Bundled) find(name, version string) (BundledFile, bool) {
+	if f, ok := b[name+"-"+version+".apk"]; ok {
+		return f, true
+	}
 	prefix := name + "_" + version + "_"
 	var found []BundledFile
 	for n, f := range b {
@@ -458,7 +491,7 @@ func (f BundledFile) arch(name, version string) string {
 // maxBundledFile bounds one package file read out of an image.
 const maxBundledFile = 256 << 20
 
-// BundledPackages hashes every *.ipk directly in the image's
+// BundledPackages hashes every *.ipk and *.apk directly in the image's
 // <workdir>/packages/, reading the flattened image (no container runs).
 func BundledPackages(img *container.Image) (Bundled, error) {
 	v1img, err := img.OpenImage()
@@ -483,7 +516,7 @@ func BundledPackages(img *container.Image) (Bundled, error) {
 		}
 		name := strings.TrimPrefix(h.Name, "./")
 		base := strings.TrimPrefix(name, dir)
-		if base == name || strings.Contains(base, "/") || !strings.HasSuffix(base, ".ipk") || h.Typeflag != tar.TypeReg {
+		if base == name || strings.Contains(base, "/") || !(strings.HasSuffix(base, ".ipk") || strings.HasSuffix(base, ".apk")) || h.Typeflag != tar.TypeReg {
 			continue
 		}
 		if h.Size > maxBundledFile {

@@ -125,7 +125,7 @@ func TestUpstreamKeysAndDefaultFeeds(t *testing.T) {
 	if err != nil || kr.Len() != 2 {
 		t.Fatalf("%v %v", kr, err)
 	}
-	p, err := profile.Load("../../profiles", "gl-ar150")
+	p, err := profile.Load("../../profiles", "gl-ar150-24.10")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,5 +160,49 @@ option check_signature
 		if _, err := ParseReposConf([]byte(bad)); err == nil {
 			t.Errorf("accepted %q", bad)
 		}
+	}
+}
+
+func TestParseAPKRepositories(t *testing.T) {
+	repos := `https://downloads.openwrt.org/releases/25.12.5/targets/ath79/generic/packages/packages.adb
+https://downloads.openwrt.org/releases/25.12.5/packages/mips_24kc/base/packages.adb
+https://downloads.openwrt.org/releases/25.12.5/targets/ath79/generic/kmods/6.12.94-1-abcdef/packages.adb
+# a comment
+packages/packages.adb
+/builder/packages/packages.adb
+`
+	feeds, err := ParseAPKRepositories([]byte(repos))
+	if err != nil || len(feeds) != 3 || feeds[0].Name != "core" || feeds[1].Name != "base" || feeds[2].Name != "kmods" ||
+		feeds[1].URL != "https://downloads.openwrt.org/releases/25.12.5/packages/mips_24kc/base" {
+		t.Fatalf("%+v %v", feeds, err)
+	}
+	for _, bad := range []string{"http://downloads.openwrt.org/x/packages.adb\n", "https://downloads.openwrt.org/x/Packages\n", "ftp://x/packages.adb\n"} {
+		if _, err := ParseAPKRepositories([]byte(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+	if _, err := ParseAPKRepositories([]byte("packages/packages.adb\n")); !errors.Is(err, ErrNoFeeds) {
+		t.Errorf("local only: %v", err)
+	}
+}
+
+func TestAPKClosure(t *testing.T) {
+	entry := func(name string, deps ...string) apkCandidate {
+		var c apkCandidate
+		c.entry.Name, c.entry.Depends = name, deps
+		return c
+	}
+	byName := map[string]apkCandidate{
+		"tor":         entry("tor", "libevent2-7", "so:libc.so", "!tor-basic", "zlib>=1.2"),
+		"libevent2-7": entry("libevent2-7", "libc"),
+		"libc":        entry("libc"),
+		"zlib":        entry("zlib", "libc"),
+		"tor-basic":   entry("tor-basic"),
+		"unrelated":   entry("unrelated"),
+	}
+	provides := map[string]string{"so:libc.so": "libc"}
+	got := strings.Join(apkClosure([]string{"tor", "kernel"}, byName, provides), " ")
+	if got != "libc libevent2-7 tor zlib" {
+		t.Fatalf("closure %q", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"regexp"
 	"sort"
@@ -16,12 +17,45 @@ const LockVersion = 1
 
 // Lock pins everything a build of one profile consumes.
 type Lock struct {
-	LockVersion   int             `json:"lock_version"`
-	Profile       string          `json:"profile"`
-	ProfileSHA256 string          `json:"profile_sha256"`
-	Simulated     bool            `json:"simulated,omitempty"`
-	Image         LockedImage     `json:"image"`
-	Packages      []LockedPackage `json:"packages"`
+	LockVersion   int         `json:"lock_version"`
+	Profile       string      `json:"profile"`
+	ProfileSHA256 string      `json:"profile_sha256"`
+	Simulated     bool        `json:"simulated,omitempty"`
+	Image         LockedImage `json:"image"`
+	// PackageManager is the ImageBuilder's: "apk" (OpenWrt 25.12 and
+	// later) or "opkg"; empty in locks written before apk, meaning opkg.
+	PackageManager string `json:"package_manager,omitempty"`
+	// APKKeys are the public keys whose signatures on packages.adb indexes
+	// the lock trusted, recorded with where each came from, so a review
+	// of the lock shows what the package set's trust rests on.
+	APKKeys  []LockedKey     `json:"apk_keys,omitempty"`
+	Packages []LockedPackage `json:"packages"`
+}
+
+// Package managers an ImageBuilder can use.
+const (
+	OPKG = "opkg"
+	APK  = "apk"
+)
+
+// Manager is the lock's package manager, opkg for locks that name none.
+func (l *Lock) Manager() string {
+	if l.PackageManager == "" {
+		return OPKG
+	}
+	return l.PackageManager
+}
+
+// LockedKey is one trusted apk index key.
+type LockedKey struct {
+	// Name is the key file's name as apk knows it (its key id comes from
+	// the key itself), e.g. openwrt-25.12.pem.
+	Name string `json:"name"`
+	// PEM is the public key, "-----BEGIN PUBLIC KEY-----…".
+	PEM string `json:"pem"`
+	// Source says where the key was read: the pinned ImageBuilder image
+	// and path, or the simulated ImageBuilder's test key.
+	Source string `json:"source"`
 }
 
 // LockedImage is the ImageBuilder image, pinned by digest.
@@ -55,19 +89,30 @@ var (
 	digestRefRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.:_/-]*(:[A-Za-z0-9_.-]+)?@sha256:[0-9a-f]{64}$`)
 	sha256RE    = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	filenameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9+._~-]*\.(ipk|apk)$`)
+	keyNameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.pem$`)
 	pkgVerRE    = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+~_:-]{0,63}$`)
 )
 
 // ErrNoLock means the profile has never been locked.
 var ErrNoLock = errors.New("no lock file")
 
-// LockPath is where a profile's lock lives.
-func (p *Profile) LockPath() string { return p.Dir + "/lock.json" }
+// LockPath is where a profile's lock lives on disk; "" for a profile
+// embedded in imgbuild, which has no directory to write one to.
+func (p *Profile) LockPath() string {
+	if p.Dir == "" {
+		return ""
+	}
+	return p.Dir + "/lock.json"
+}
 
 // ReadLock reads and validates a lock file for p.
 func ReadLock(path string, p *Profile) (*Lock, error) {
 	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
+	return decodeLock(path, data, err, p)
+}
+
+func decodeLock(path string, data []byte, err error, p *Profile) (*Lock, error) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w for profile %s at %s; the ImageBuilder digest and package hashes are not pinned yet. Run, where the network allows: imgbuild lock --profile %s (or build against the simulated ImageBuilder: imgbuild build --simulated-ib --profile %s)", ErrNoLock, p.ID, path, p.ID, p.ID)
 	}
 	if err != nil {
@@ -98,6 +143,23 @@ func (l *Lock) Check(p *Profile) error {
 	}
 	if !digestRefRE.MatchString(l.Image.Ref) {
 		return fmt.Errorf("image.ref %q is not pinned by digest (want registry/repo@sha256:<64 hex>); a tag can move, so builds never use one; run: imgbuild lock --profile %s", l.Image.Ref, p.ID)
+	}
+	switch l.PackageManager {
+	case "", OPKG:
+		if len(l.APKKeys) > 0 {
+			return errors.New("apk_keys: only an apk lock has them")
+		}
+	case APK:
+		if len(l.APKKeys) == 0 {
+			return errors.New("apk_keys: an apk lock must record the keys its packages.adb indexes were checked against")
+		}
+		for i, k := range l.APKKeys {
+			if !keyNameRE.MatchString(k.Name) || !strings.HasPrefix(k.PEM, "-----BEGIN PUBLIC KEY-----\n") || k.Source == "" {
+				return fmt.Errorf("apk_keys[%d] (%s): want a file name (%s), a PEM public key and its source", i, k.Name, keyNameRE)
+			}
+		}
+	default:
+		return fmt.Errorf("package_manager %q: want apk or opkg", l.PackageManager)
 	}
 	if len(l.Packages) == 0 {
 		return errors.New("packages: empty")
@@ -132,6 +194,17 @@ func (l *Lock) Check(p *Profile) error {
 		seen[pk.Name] = true
 	}
 	return nil
+}
+
+// HasBundled reports whether any package comes from the ImageBuilder's
+// own packages/ directory.
+func (l *Lock) HasBundled() bool {
+	for _, p := range l.Packages {
+		if p.Bundled {
+			return true
+		}
+	}
+	return false
 }
 
 // Package returns the pinned package called name.

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -41,9 +42,21 @@ type Profile struct {
 	// no release target (an older ImageBuilder generation kept to test
 	// against, say). `--all` leaves such profiles out.
 	TestProfile string `yaml:"test_profile,omitempty" json:"test_profile,omitempty"`
+	// Device names the device whose board facts (ports, radio, switch) the
+	// router's configuration is rendered from, when this profile is not
+	// that device's primary one: a profile for another OpenWrt series of
+	// the same board (gl-ar150-24.10 has device gl-ar150). `--all` builds
+	// primary profiles only. Empty means the profile's own id.
+	Device string `yaml:"device,omitempty" json:"device,omitempty"`
 
-	// Dir is the directory the profile was loaded from.
+	// Dir is the directory the profile was loaded from; empty for a
+	// profile embedded in imgbuild.
 	Dir string `yaml:"-" json:"-"`
+	// Origin says where the profile came from, for the build report and
+	// the log: its directory, or that it is embedded in imgbuild.
+	Origin string `yaml:"-" json:"-"`
+	// fsys holds <id>/lock.json for an embedded profile.
+	fsys fs.FS
 	// SHA256 is the hash of the profile file's bytes; locks record it.
 	SHA256 string `yaml:"-" json:"sha256"`
 }
@@ -85,7 +98,7 @@ type Packages struct {
 }
 
 var (
-	idRE       = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+	idRE       = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]|\.[a-z0-9]){0,31}$`)
 	ibIDRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
 	packageRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9+._-]*$`)
 	removeRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9+._-]*\*?$`)
@@ -123,7 +136,7 @@ var ErrNotFound = errors.New("unknown profile")
 // Load reads profiles/<id>/profile.yaml under root.
 func Load(root, id string) (*Profile, error) {
 	if !idRE.MatchString(id) {
-		return nil, fmt.Errorf("%w %q: ids are lowercase letters, digits and dashes", ErrNotFound, id)
+		return nil, fmt.Errorf("%w %q: ids are lowercase letters, digits, dashes and dots (gl-ar150-24.10)", ErrNotFound, id)
 	}
 	dir := filepath.Join(root, id)
 	path := filepath.Join(dir, "profile.yaml")
@@ -142,7 +155,7 @@ func Load(root, id string) (*Profile, error) {
 	if p.ID != id {
 		return nil, &Error{File: path, Field: "id", Msg: fmt.Sprintf("%q does not match its directory %q", p.ID, id)}
 	}
-	p.Dir = dir
+	p.Dir, p.Origin = dir, dir
 	return p, nil
 }
 
@@ -200,6 +213,9 @@ func (p *Profile) validate(path string, root *yaml.Node) error {
 		{"openwrt.arch", p.OpenWrt.Arch, wordRE},
 		{"ib_profile", p.IBProfile, ibIDRE},
 		{"board", p.Board, deviceRE},
+	}
+	if p.Device != "" && !idRE.MatchString(p.Device) {
+		return fail("device", "%q must be a profile id (%s), the device's primary profile", p.Device, idRE)
 	}
 	for _, c := range checks {
 		if c.val == "" {
@@ -288,6 +304,19 @@ func goarchFor(arch string) string {
 	}
 	return ""
 }
+
+// DeviceID is the device whose board facts the profile uses.
+func (p *Profile) DeviceID() string {
+	if p.Device != "" {
+		return p.Device
+	}
+	return p.ID
+}
+
+// Primary reports whether `--all` builds this profile: a release target
+// that is its device's main profile, not a variant for another OpenWrt
+// series or a test profile.
+func (p *Profile) Primary() bool { return p.TestProfile == "" && p.DeviceID() == p.ID }
 
 // ImageSizeBytes parses image_size_limit, written as the ImageBuilder's
 // IMAGE_SIZE (e.g. 16000k).

@@ -14,7 +14,10 @@ func repoProfiles(t *testing.T) string {
 }
 
 func TestLoadShippedProfiles(t *testing.T) {
-	for _, id := range []string{"gl-ar150", "gl-mt300a"} {
+	// The 25.12 defaults remove apk, the 24.10 variants opkg: no package
+	// manager at runtime either way.
+	runtimePM := map[string]string{"gl-ar150": "-apk-mbedtls", "gl-mt300a": "-apk-mbedtls", "gl-ar150-24.10": "-opkg", "gl-mt300a-24.10": "-opkg"}
+	for id, pm := range runtimePM {
 		p, err := Load(repoProfiles(t), id)
 		if err != nil {
 			t.Fatalf("%s: %v", id, err)
@@ -27,12 +30,15 @@ func TestLoadShippedProfiles(t *testing.T) {
 			t.Errorf("%s: size limit %d, %v", id, n, err)
 		}
 		words := p.MakePackages()
-		if !contains(words, "-opkg") || !contains(words, "tor") {
-			t.Errorf("%s: make packages %v lack -opkg or tor", id, words)
+		if !contains(words, pm) || !contains(words, "tor") {
+			t.Errorf("%s: make packages %v lack %s or tor", id, words, pm)
+		}
+		if primary := !strings.HasSuffix(id, "-24.10"); p.Primary() != primary || p.DeviceID() != strings.TrimSuffix(id, "-24.10") {
+			t.Errorf("%s: primary %v, device %s", id, p.Primary(), p.DeviceID())
 		}
 	}
 	ids, err := List(repoProfiles(t))
-	if err != nil || strings.Join(ids, " ") != "gl-ar150 gl-mt300a gl-mt300a-lede17" {
+	if err != nil || strings.Join(ids, " ") != "gl-ar150 gl-ar150-24.10 gl-mt300a gl-mt300a-24.10 gl-mt300a-lede17" {
 		t.Fatalf("List = %v, %v", ids, err)
 	}
 	// The real-ImageBuilder test profile: an imported archive, marked as
@@ -87,18 +93,18 @@ func TestBadProfiles(t *testing.T) {
 		{"shell in package", "add: [tor, ucert", "add: [tor, 'ucert;rm -rf /'", "packages.add"},
 		{"dollar in package", "add: [tor, ucert", "add: [tor, '$(reboot)'", "packages.add"},
 		{"unknown key", "bridge_relay: false", "bridge_relay: false\nbridge_realy: true", "field bridge_realy not found"},
-		{"bad epoch", "source_date_epoch: 1758316778", "source_date_epoch: 0", "openwrt.source_date_epoch"},
+		{"bad epoch", "source_date_epoch: 1780000000", "source_date_epoch: 0", "openwrt.source_date_epoch"},
 		{"board not supported", `supported_devices: ["glinet,gl-ar150", gl-ar150]`, "supported_devices: [gl-ar150]", "supported_devices"},
 		{"bad size", "image_size_limit: 16000k", "image_size_limit: lots", "image_size_limit"},
 		{"hard float", "gomips: softfloat", "gomips: hardfloat", "daemon.gomips"},
-		{"bad revision", "revision: r28872-daca7c049b", "revision: latest", "openwrt.revision"},
+		{"bad revision", "revision: r33051-f5dae5ece4", "revision: latest", "openwrt.revision"},
 		{"syntax", "id: gl-ar150", "id: [gl-ar150", "profile.yaml"},
 		{"daemon for the wrong endianness", "goarch: mips\n", "goarch: mipsle\n", "daemon.goarch"},
-		{"ref and archive", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3\n  archive_sha256: " + strings.Repeat("a", 64), "not both"},
-		{"no image builder", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3", "ref: ''", "imagebuilder.ref"},
-		{"archive short hash", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3", "archive: ib.tar.zst\n  archive_sha256: abc", "imagebuilder.archive_sha256"},
-		{"archive path", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3", "archive: ../ib.tar.zst\n  archive_sha256: " + strings.Repeat("a", 64), "imagebuilder.archive"},
-		{"archive not a tar", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3", "archive: ib.zip\n  archive_sha256: " + strings.Repeat("a", 64), "imagebuilder.archive"},
+		{"ref and archive", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v25.12.5", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3\n  archive_sha256: " + strings.Repeat("a", 64), "not both"},
+		{"no image builder", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v25.12.5", "ref: ''", "imagebuilder.ref"},
+		{"archive short hash", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v25.12.5", "archive: ib.tar.zst\n  archive_sha256: abc", "imagebuilder.archive_sha256"},
+		{"archive path", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v25.12.5", "archive: ../ib.tar.zst\n  archive_sha256: " + strings.Repeat("a", 64), "imagebuilder.archive"},
+		{"archive not a tar", "ref: ghcr.io/openwrt/imagebuilder:ath79-generic-v25.12.5", "archive: ib.zip\n  archive_sha256: " + strings.Repeat("a", 64), "imagebuilder.archive"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -150,7 +156,7 @@ func TestLockChecks(t *testing.T) {
 		mut  func(l *Lock)
 		want string
 	}{
-		{"tag only", func(l *Lock) { l.Image.Ref = "ghcr.io/openwrt/imagebuilder:ath79-generic-v24.10.3" }, "not pinned by digest"},
+		{"tag only", func(l *Lock) { l.Image.Ref = "ghcr.io/openwrt/imagebuilder:ath79-generic-v25.12.5" }, "not pinned by digest"},
 		{"short digest", func(l *Lock) { l.Image.Ref = "ghcr.io/openwrt/imagebuilder@sha256:abcd" }, "not pinned by digest"},
 		{"profile changed", func(l *Lock) { l.ProfileSHA256 = strings.Repeat("0", 64) }, "imgbuild lock --profile gl-ar150"},
 		{"bad package name", func(l *Lock) { l.Packages[0].Name = "tor`id`" }, "invalid name"},

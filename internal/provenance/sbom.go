@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/torwrt/torwrt/internal/imagebuilder"
+	"github.com/torwrt/torwrt/internal/pkgdb"
 	"github.com/torwrt/torwrt/internal/profile"
 )
 
@@ -62,6 +63,11 @@ type SBOMInput struct {
 	SourceDateEpoch int64
 	// Tool is the version of imgbuild that wrote the SBOM.
 	Tool string
+	// Installed is the package database read out of the image's own root
+	// filesystem (apk's /lib/apk/db/installed or opkg's status). When
+	// set, it must list exactly the Manifest's packages and versions, and
+	// the packages' architectures and licenses come from it.
+	Installed *pkgdb.Installed
 }
 
 // Subject is a named file and its sha256 (lowercase hex).
@@ -108,12 +114,18 @@ type (
 		Version     string         `json:"version,omitempty"`
 		Description string         `json:"description,omitempty"`
 		Hashes      []cdxHash      `json:"hashes,omitempty"`
+		Licenses    []cdxLicense   `json:"licenses,omitempty"`
 		PURL        string         `json:"purl,omitempty"`
 		Properties  []cdxProperty  `json:"properties,omitempty"`
 		Components  []cdxComponent `json:"components,omitempty"`
 	}
 	cdxOrg struct {
 		Name string `json:"name"`
+	}
+	// cdxLicense names a license as the package declares it (OpenWrt's
+	// PKG_LICENSE, not always an SPDX id).
+	cdxLicense struct {
+		License cdxOrg `json:"license"`
 	}
 	cdxHash struct {
 		Alg     string `json:"alg"`
@@ -148,6 +160,24 @@ func SBOM(in SBOMInput) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: sbom of %s: ImageBuilder .manifest: %v", ErrInput, in.Image.Name, err)
 	}
+	fromDB := map[string]pkgdb.Package{}
+	if in.Installed != nil {
+		names, versions := make([]string, len(installed)), make([]string, len(installed))
+		for i, pk := range installed {
+			names[i], versions[i] = pk.Name, pk.Version
+		}
+		if problems := in.Installed.Compare(".manifest", names, versions); len(problems) > 0 {
+			return nil, fmt.Errorf("%w: sbom of %s: the image's /%s disagrees with the .manifest: %s", ErrInput, in.Image.Name, in.Installed.Path, strings.Join(problems, "; "))
+		}
+		for _, pk := range in.Installed.Packages {
+			fromDB[pk.Name] = pk
+		}
+	}
+	purlType := "pkg:generic/openwrt/"
+	if in.Lock.Manager() == profile.APK {
+		// purl's apk type: namespace is the distribution.
+		purlType = "pkg:apk/openwrt/"
+	}
 	daemon, err := daemonComponent(in.Daemon)
 	if err != nil {
 		return nil, err
@@ -167,6 +197,7 @@ func SBOM(in SBOMInput) ([]byte, error) {
 			"torwrt:size":       strconv.FormatInt(in.ImageSize, 10),
 			"torwrt:simulated":  strconv.FormatBool(in.Simulated),
 			"torwrt:lock_image": in.Lock.Image.Ref,
+			"torwrt:packages":   packagesSource(in.Installed),
 		}),
 	}
 	if in.Brand != "" {
@@ -177,10 +208,18 @@ func SBOM(in SBOMInput) ([]byte, error) {
 	for _, pk := range installed {
 		c := cdxComponent{
 			Type: "library", BOMRef: "openwrt-package:" + pk.Name, Name: pk.Name, Version: pk.Version,
-			PURL: "pkg:generic/openwrt/" + url.PathEscape(pk.Name) + "@" + url.PathEscape(pk.Version),
+			PURL: purlType + url.PathEscape(pk.Name) + "@" + url.PathEscape(pk.Version),
+		}
+		db, inDB := fromDB[pk.Name]
+		if db.License != "" {
+			c.Licenses = []cdxLicense{{License: cdxOrg{Name: db.License}}}
 		}
 		if l, ok := in.Lock.Package(pk.Name); ok {
-			props := map[string]string{"torwrt:arch": l.Arch}
+			arch := l.Arch
+			if inDB && db.Arch != "" {
+				arch = db.Arch
+			}
+			props := map[string]string{"torwrt:arch": arch}
 			if l.Bundled {
 				props["torwrt:bundled_in_imagebuilder"] = "true"
 			} else {
@@ -191,8 +230,8 @@ func SBOM(in SBOMInput) ([]byte, error) {
 			if l.Version != pk.Version {
 				return nil, fmt.Errorf("%w: sbom of %s: %s installed at %s, the lock pins %s", ErrInput, in.Image.Name, pk.Name, pk.Version, l.Version)
 			}
-			if l.Arch != "" {
-				c.PURL += "?arch=" + url.QueryEscape(l.Arch)
+			if arch != "" {
+				c.PURL += "?arch=" + url.QueryEscape(arch)
 			}
 			c.Properties = sortedProps(props)
 		} else {
@@ -227,6 +266,14 @@ func SBOM(in SBOMInput) ([]byte, error) {
 		Dependencies: deps,
 	}
 	return marshal(bom)
+}
+
+// packagesSource says where the SBOM's package list was read.
+func packagesSource(db *pkgdb.Installed) string {
+	if db == nil {
+		return "ImageBuilder .manifest"
+	}
+	return "/" + db.Path + " in the image (" + db.Manager + "), equal to the ImageBuilder .manifest"
 }
 
 func imageBuilderComponent(ref string) (cdxComponent, error) {

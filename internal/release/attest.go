@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/torwrt/torwrt/internal/fwimage"
 	"github.com/torwrt/torwrt/internal/imagesig"
+	"github.com/torwrt/torwrt/internal/pkgdb"
 	"github.com/torwrt/torwrt/internal/profile"
 	"github.com/torwrt/torwrt/internal/provenance"
 	"github.com/torwrt/torwrt/internal/signer"
@@ -240,21 +242,29 @@ func sbomFromDist(p *Profile, img []byte, o AttestOptions) ([]byte, string, erro
 	if err != nil {
 		return nil, "", err
 	}
-	daemon, err := daemonFromImage(img)
+	rootfs, err := rootfsOfImage(img)
+	if err != nil {
+		return nil, "", err
+	}
+	daemon, err := daemonFromRootfs(rootfs)
+	if err != nil {
+		return nil, "", err
+	}
+	db, err := pkgdb.Read(rootfs, lock.Manager())
 	if err != nil {
 		return nil, "", err
 	}
 	doc, err := provenance.SBOM(provenance.SBOMInput{
 		Image: provenance.Subject{Name: r.Image, SHA256: r.ImageSHA256}, ImageSize: int64(len(img)),
 		Profile: r.Profile, Brand: r.Brand, Version: r.Version, Board: r.Board, Simulated: r.Simulated,
-		ImageBuilder: r.ImageBuilder, Manifest: man, Lock: lock, Daemon: daemon,
+		ImageBuilder: r.ImageBuilder, Manifest: man, Lock: lock, Daemon: daemon, Installed: db,
 		SourceDateEpoch: r.SourceDateEpoch, Tool: o.Tool,
 	})
 	return doc, "", err
 }
 
-// daemonFromImage reads the router daemon out of the image's squashfs.
-func daemonFromImage(img []byte) ([]byte, error) {
+// rootfsOfImage opens the root filesystem of a sysupgrade image.
+func rootfsOfImage(img []byte) (fs.FS, error) {
 	layout, err := fwimage.Parse(bytes.NewReader(img), int64(len(img)))
 	if err != nil {
 		return nil, err
@@ -263,6 +273,12 @@ func daemonFromImage(img []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image root filesystem: %w", err)
 	}
+	return fsys, nil
+}
+
+// daemonFromRootfs reads the router daemon out of the image's root
+// filesystem.
+func daemonFromRootfs(fsys fs.FS) ([]byte, error) {
 	f, err := fsys.Open(strings.TrimPrefix(provenance.DaemonPath, "/"))
 	if err != nil {
 		return nil, fmt.Errorf("image root filesystem: %s: %w", provenance.DaemonPath, err)

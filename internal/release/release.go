@@ -54,6 +54,7 @@ const ReportFile = "build-report.json"
 type Report struct {
 	Profile         string   `json:"profile"`
 	Brand           string   `json:"brand"`
+	Channel         string   `json:"channel"` // the brand's release channel the image's router follows
 	Simulated       bool     `json:"simulated"`
 	Version         string   `json:"version"`
 	Build           uint64   `json:"build"`
@@ -123,7 +124,10 @@ func FindProfiles(dist string) ([]*Profile, error) {
 
 // PrepareOptions say what manifest to write.
 type PrepareOptions struct {
-	Dist     string
+	Dist string
+	// Channel is the manifest's channel. Every image must have been built
+	// for it (its report's channel, the brand's): a router refuses a
+	// manifest of another channel. Empty takes the reports' channel.
 	Channel  string
 	Sequence uint64
 	// Build is the build number of every release; zero means Sequence.
@@ -166,6 +170,17 @@ func Prepare(ctx context.Context, o PrepareOptions) (*manifest.Manifest, []byte,
 			return nil, nil, err
 		}
 		r := p.Report
+		// The images' routers accept only manifests of their brand's
+		// channel: a manifest of another would be refused by every one.
+		switch {
+		case r.Channel == "":
+			return nil, nil, fmt.Errorf("%w: %s names no release channel (built by an older imgbuild); rebuild profile %s", ErrDist, filepath.Join(p.Dir, ReportFile), r.Profile)
+		case m.Channel == "":
+			m.Channel = r.Channel
+		case r.Channel != m.Channel:
+			return nil, nil, fmt.Errorf("%w: profile %s was built for channel %q (its brand's), the manifest is for channel %q: its routers would refuse the manifest; prepare one manifest per channel (--channel %s) from a dist of that channel's builds",
+				ErrDist, r.Profile, r.Channel, m.Channel, r.Channel)
+		}
 		data, err := os.ReadFile(p.ImagePath())
 		if err != nil {
 			return nil, nil, fmt.Errorf("profile %s: %w", r.Profile, err)

@@ -92,7 +92,7 @@ func makeDist(t *testing.T, imageKey *holder) string {
 	data, _ := os.ReadFile(img)
 	os.WriteFile(filepath.Join(dir, "torwrt-0.1.0-gl-ar150.manifest"), []byte("base-files - 1.0-r1\ntor - 0.4.8.13-r1\n"), 0o644)
 	rep := map[string]any{
-		"profile": "gl-ar150", "brand": "torwrt", "version": "0.1.0", "source_date_epoch": 1735689600,
+		"profile": "gl-ar150", "brand": "torwrt", "channel": "stable", "version": "0.1.0", "source_date_epoch": 1735689600,
 		"imagebuilder_image": "127.0.0.1:5000/imagebuilder@sha256:" + strings.Repeat("ab", 32),
 		"lock_sha256":        sha([]byte("lock")), "profile_sha256": sha([]byte("profile")),
 		"packages": []string{"base-files 1.0-r1", "tor 0.4.8.13-r1"}, "image": name, "image_sha256": res.SHA256,

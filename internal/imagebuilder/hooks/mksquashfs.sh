@@ -6,7 +6,11 @@
 #   - opkg's Installed-Time becomes SOURCE_DATE_EPOCH (older ImageBuilders
 #     stamp the clock there even when SOURCE_DATE_EPOCH is set);
 #   - only the keys torwrt's FILES overlay ships stay in etc/opkg/keys and
-#     etc/torwrt/keys (the ImageBuilder adds its own build key);
+#     etc/torwrt/keys (the ImageBuilder adds its own build key), and apk's
+#     keys and feed list (etc/apk/keys, etc/apk/repositories.d) go: no
+#     package manager runs on the router, so nothing there may trust an
+#     upstream feed (OpenWrt 25.12's apk writes no install time or other
+#     volatile value into lib/apk/db, so the database needs no rewrite);
 #   - every file, directory and link gets SOURCE_DATE_EPOCH as its time,
 #     for mksquashfs versions that do not take -fixed-time;
 #   - the original runs pinned to one CPU: squashfs-tools before 4.4 (LEDE
@@ -30,13 +34,13 @@ status="$src/usr/lib/opkg/status"
 if [ -f "$status" ]; then
 	sed -i "s/^Installed-Time: .*/Installed-Time: $SOURCE_DATE_EPOCH/" "$status"
 fi
-for dir in etc/opkg/keys etc/torwrt/keys; do
+for dir in etc/opkg/keys etc/torwrt/keys etc/apk/keys etc/apk/repositories.d; do
 	[ -d "$src/$dir" ] || continue
 	for key in "$src/$dir"/* "$src/$dir"/.[!.]*; do
 		[ -e "$key" ] || [ -L "$key" ] || continue
 		name=${key##*/}
 		if [ ! -e "$TORWRT_FILES/$dir/$name" ]; then
-			echo "torwrt: removing $dir/$name (not a release key)" >&2
+			echo "torwrt: removing $dir/$name (not shipped by torwrt's overlay)" >&2
 			rm -f "$key"
 		fi
 	done

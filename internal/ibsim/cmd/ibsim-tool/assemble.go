@@ -189,7 +189,12 @@ func cmdSysupgrade(topdir, profile, root, rootfsImg, binDir, extra string) error
 	if err := os.WriteFile(filepath.Join(binDir, name), signed.Bytes(), 0o644); err != nil {
 		return err
 	}
-	manifest, err := manifestFromStatus(root)
+	var manifest []byte
+	if ti.APK() {
+		manifest, err = manifestFromAPK(root)
+	} else {
+		manifest, err = manifestFromStatus(root)
+	}
 	if err != nil {
 		return err
 	}
@@ -246,6 +251,36 @@ func manifestFromStatus(root string) ([]byte, error) {
 	return []byte(strings.Join(lines, "\n") + "\n"), nil
 }
 
+// manifestFromAPK is the IB's manifest for apk: `apk list --quiet
+// --manifest` over the root's /lib/apk/db/installed ("name version").
+func manifestFromAPK(root string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(root, "lib/apk/db/installed"))
+	if err != nil {
+		return nil, fmt.Errorf("reading the apk database of %s: %v", root, err)
+	}
+	var names []string
+	ver := map[string]string{}
+	var name string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if v, ok := strings.CutPrefix(l, "P:"); ok {
+			name = v
+		} else if v, ok := strings.CutPrefix(l, "V:"); ok && name != "" {
+			names = append(names, name)
+			ver[name] = v
+			name = ""
+		}
+	}
+	sort.Slice(names, func(i, j int) bool { return apkCmp(names[i], names[j]) < 0 })
+	var out strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&out, "%s %s\n", n, ver[n])
+	}
+	return []byte(out.String()), nil
+}
+
 // profilesJSON writes profiles.json as OpenWrt's json_overview_image_info
 // does: compact, keys sorted.
 func profilesJSON(ti *siminfo.TargetInfo, p *siminfo.Profile, prefix, name string, signed, unsigned []byte) ([]byte, error) {
@@ -258,7 +293,7 @@ func profilesJSON(ti *siminfo.TargetInfo, p *siminfo.Profile, prefix, name strin
 		"linux_kernel": map[string]any{
 			"release":  "1",
 			"vermagic": ti.KernelVermagic,
-			"version":  siminfo.KernelVersion,
+			"version":  ti.KernelVersion,
 		},
 		"metadata_version": 1,
 		"profiles": map[string]any{

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/torwrt/torwrt/internal/apk"
 	"github.com/torwrt/torwrt/internal/ibsim/internal/siminfo"
 	"github.com/torwrt/torwrt/internal/usign"
 )
@@ -22,6 +23,9 @@ type pkg struct {
 	Name, Version, Depends, Arch, Filename, SHA256 string
 	Size                                           int64
 	feed                                           *feed
+	// apk only: the index entry and the repository.
+	entry *apk.IndexEntry
+	repo  *apkRepo
 }
 
 type feed struct {
@@ -31,6 +35,18 @@ type feed struct {
 type feedSet struct {
 	feeds []*feed
 	pkgs  map[string]*pkg
+	// apk: the feeds are apk repositories; offline lists the ones that
+	// needed the network.
+	apk     bool
+	offline []string
+}
+
+// loadFeedsFor loads the feeds of the IB's package manager.
+func loadFeedsFor(topdir string, ti *siminfo.TargetInfo) (*feedSet, error) {
+	if ti.APK() {
+		return loadAPKFeeds(topdir)
+	}
+	return loadFeeds(topdir)
 }
 
 // loadFeeds reads repositories.conf (opkg syntax, as in a real 24.10 IB) and
@@ -253,6 +269,9 @@ func (fs *feedSet) resolve(ti *siminfo.TargetInfo, p *siminfo.Profile, packages 
 			continue
 		}
 		pk := fs.pkgs[n]
+		if pk == nil && fs.apk {
+			return nil, fs.apkUnresolved(n, via[n])
+		}
 		if pk == nil {
 			if from := via[n]; from != "" {
 				// opkg's own wording, which torwrt's diagnosis reads.
@@ -329,4 +348,19 @@ func checkPkgName(w string) error {
 		return fmt.Errorf("invalid package name %q in PACKAGES: want ^-?[a-z0-9][a-z0-9+._-]*$", w)
 	}
 	return nil
+}
+
+// apkUnresolved is apk's "unable to select packages" error (src/commit.c).
+func (fs *feedSet) apkUnresolved(n, from string) error {
+	req := "world[" + n + "]"
+	if from != "" {
+		if p := fs.pkgs[from]; p != nil {
+			req = from + "-" + p.Version
+		}
+	}
+	msg := fmt.Sprintf("unable to select packages:\n  %s (no such package):\n    required by: %s", n, req)
+	if len(fs.offline) > 0 {
+		msg += fmt.Sprintf("\n(%d repositories were not opened: the SIMULATED ImageBuilder has no network, e.g. %s)", len(fs.offline), fs.offline[0])
+	}
+	return errors.New(msg)
 }

@@ -20,7 +20,7 @@ import (
 
 func usage() {
 	fmt.Fprintf(os.Stderr, `ibsim-tool: back end of the %s
-usage: ibsim-tool notice|info|manifest|rootfs|keygen|sysupgrade [flags]
+usage: ibsim-tool notice|info|manifest|rootfs|keygen|apk-keygen|sysupgrade [flags]
 `, siminfo.Notice)
 	os.Exit(2)
 }
@@ -40,6 +40,7 @@ func main() {
 	rootfsImg := fs.String("rootfs", "", "squashfs root filesystem image")
 	binDir := fs.String("bin-dir", "", "BIN_DIR=")
 	extra := fs.String("extra-name", "", "EXTRA_IMAGE_NAME=")
+	addLocalKey := fs.String("add-local-key", "", "ADD_LOCAL_KEY= (apk)")
 	if err := fs.Parse(args); err != nil {
 		usage()
 	}
@@ -53,9 +54,11 @@ func main() {
 	case "manifest":
 		err = cmdManifest(*topdir, *profile, *packages)
 	case "rootfs":
-		err = cmdRootfs(*topdir, *profile, *packages, *files, *disabled, *root)
+		err = cmdRootfs(*topdir, *profile, *packages, *files, *disabled, *addLocalKey, *root)
 	case "keygen":
 		err = cmdKeygen(*topdir)
+	case "apk-keygen":
+		err = cmdAPKKeygen(*topdir)
 	case "sysupgrade":
 		err = cmdSysupgrade(*topdir, *profile, *root, *rootfsImg, *binDir, *extra)
 	default:
@@ -102,12 +105,16 @@ func cmdManifest(topdir, profile, packages string) error {
 	if err != nil {
 		return err
 	}
-	fs, err := loadFeeds(topdir)
+	fs, err := loadFeedsFor(topdir, ti)
 	if err != nil {
 		return err
 	}
 	pkgs, err := fs.resolve(ti, p, packages)
 	if err != nil {
+		return err
+	}
+	if ti.APK() {
+		_, err = os.Stdout.Write(apkManifest(pkgs))
 		return err
 	}
 	var b strings.Builder

@@ -31,7 +31,7 @@ import (
 // opkg status is the current time (unless SOURCE_DATE_EPOCH is set in the
 // environment, as OpenWrt's opkg honours it), directories get the current
 // time, and FILES keep their own mtimes.
-func cmdRootfs(topdir, profile, packages, files, disabled, root string) error {
+func cmdRootfs(topdir, profile, packages, files, disabled, addLocalKey, root string) error {
 	if root == "" {
 		return fmt.Errorf("rootfs: --root is required")
 	}
@@ -43,7 +43,7 @@ func cmdRootfs(topdir, profile, packages, files, disabled, root string) error {
 	if err != nil {
 		return err
 	}
-	feeds, err := loadFeeds(topdir)
+	feeds, err := loadFeedsFor(topdir, ti)
 	if err != nil {
 		return err
 	}
@@ -58,6 +58,12 @@ func cmdRootfs(topdir, profile, packages, files, disabled, root string) error {
 		return err
 	}
 	r := &rootFS{dir: root}
+	if ti.APK() {
+		if err := r.installAPKs(topdir, ti, p, packages, pkgs, addLocalKey); err != nil {
+			return err
+		}
+		return r.finish(files, disabled)
+	}
 	fmt.Fprintf(os.Stderr, "Installing %d packages [SIMULATED opkg]\n", len(pkgs))
 	var status bytes.Buffer
 	installed := installTime()
@@ -81,6 +87,41 @@ func cmdRootfs(topdir, profile, packages, files, disabled, root string) error {
 	if err := r.writeFile("usr/lib/opkg/status", status.Bytes(), 0o644, time.Time{}); err != nil {
 		return err
 	}
+	return r.finish(files, disabled)
+}
+
+// installAPKs is the real 25.12 IB's package_install: apk add --initdb,
+// then apk add --no-scripts of libc, the kernel and the package list; the
+// database as apk writes it; with ADD_LOCAL_KEY the local public key in
+// /etc/apk/keys.
+func (r *rootFS) installAPKs(topdir string, ti *siminfo.TargetInfo, p *siminfo.Profile, packages string, pkgs []*pkg, addLocalKey string) error {
+	fmt.Fprintf(os.Stderr, "Installing %d packages [SIMULATED apk add --no-scripts]\n", len(pkgs))
+	var done []*apkInstalled
+	for _, pk := range pkgs {
+		ip, err := r.installAPK(pk)
+		if err != nil {
+			return err
+		}
+		done = append(done, ip)
+	}
+	if err := r.writeAPKDB(done, apkWorld(ti, p, packages), ti.Arch); err != nil {
+		return err
+	}
+	if addLocalKey != "" {
+		b, err := os.ReadFile(filepath.Join(topdir, apkLocalPub))
+		if err != nil {
+			return fmt.Errorf("ADD_LOCAL_KEY: %v", err)
+		}
+		if err := r.writeFile("etc/apk/keys/local-public-key.pem", b, 0o644, time.Time{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish is prepare_rootfs: FILES over the root, services enabled, then
+// DISABLED_SERVICES disabled.
+func (r *rootFS) finish(files, disabled string) error {
 	if files != "" {
 		fmt.Fprintf(os.Stderr, "Copying FILES from %s [SIMULATED]\n", files)
 		if err := r.copyFiles(files); err != nil {

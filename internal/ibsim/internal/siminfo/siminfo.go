@@ -10,18 +10,39 @@ import (
 	"path/filepath"
 )
 
-// Release facts of the simulated ImageBuilder (OpenWrt 24.10.3).
+// Release facts of the simulated ImageBuilders.
 const (
-	Dist            = "OpenWrt"
-	Version         = "24.10.3"
-	Revision        = "r28872-daca7c049b"
-	SourceDateEpoch = 1758316778
-	KernelVersion   = "6.6.102"
+	Dist = "OpenWrt"
 	// InfoFile is the target description inside the IB tree.
 	InfoFile = ".ibsim-target.json"
 	// Notice is printed (on stderr) by every make target and written into
 	// every non-stock output.
 	Notice = "SIMULATED OpenWrt ImageBuilder (torwrt test fixture): not a real OpenWrt build, the firmware it writes does not boot"
+)
+
+// Package managers of the simulated generations.
+const (
+	Opkg = "opkg" // OpenWrt <= 24.10: .ipk, Packages + usign Packages.sig
+	APK  = "apk"  // OpenWrt >= 25.12: apk-tools v3, .apk + signed packages.adb
+)
+
+// Release is one OpenWrt release the sim imitates.
+type Release struct {
+	Version         string
+	Revision        string
+	KernelVersion   string
+	SourceDateEpoch int64
+	PackageManager  string // Opkg or APK
+}
+
+// Releases the sim knows. 24.10.3's revision, kernel and epoch are the real
+// release's (imagebuilder.md). 25.12.5's revision and kernel are the real
+// release's; its SOURCE_DATE_EPOCH is not known here, so the sim's own value
+// (a plausible 2026 time) is used and said to be SIMULATED wherever the
+// sim writes it down.
+var (
+	OpenWrt2410 = Release{Version: "24.10.3", Revision: "r28872-daca7c049b", KernelVersion: "6.6.102", SourceDateEpoch: 1758316778, PackageManager: Opkg}
+	OpenWrt2512 = Release{Version: "25.12.5", Revision: "r33051-f5dae5ece4", KernelVersion: "6.12.94", SourceDateEpoch: 1780000000, PackageManager: APK}
 )
 
 // Profile is one device profile of the simulated IB.
@@ -54,7 +75,16 @@ type TargetInfo struct {
 	Dist            string    `json:"dist"`
 	Version         string    `json:"version"`
 	Revision        string    `json:"revision"`
+	KernelVersion   string    `json:"kernel_version"`
+	// PackageManager is Opkg or APK ("" in older descriptions: Opkg).
+	PackageManager string `json:"package_manager"`
+	// Feeds are the release's default feed URLs (repositories.conf or
+	// repositories), for the messages of a run without network.
+	Feeds []string `json:"feeds,omitempty"`
 }
+
+// APK reports whether the IB uses apk-tools (OpenWrt 25.12 and later).
+func (t *TargetInfo) APK() bool { return t.PackageManager == APK }
 
 // Target is board/subtarget.
 func (t *TargetInfo) Target() string { return t.Board + "/" + t.Subtarget }
