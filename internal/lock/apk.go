@@ -338,32 +338,45 @@ func imageWorkDir(img *container.Image) string {
 // imageFiles reads the regular files of an image's flattened filesystem
 // whose names (no leading slash) match, each at most max bytes.
 func imageFiles(img *container.Image, match func(string) bool, max int64) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := eachImageFile(img, match, func(name string, _ *tar.Header, r io.Reader) error {
+		data, err := io.ReadAll(io.LimitReader(r, max+1))
+		if err != nil {
+			return err
+		}
+		if int64(len(data)) > max {
+			return fmt.Errorf("/%s in %s is larger than %d bytes", name, img.Digest, max)
+		}
+		out[name] = data
+		return nil
+	})
+	return out, err
+}
+
+// eachImageFile calls fn for every regular file of an image's flattened
+// filesystem whose name (no leading slash) matches, without running
+// anything.
+func eachImageFile(img *container.Image, match func(string) bool, fn func(name string, h *tar.Header, r io.Reader) error) error {
 	v1img, err := img.OpenImage()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	tr, done := imageTar(img, v1img)
 	defer done()
-	out := map[string][]byte{}
 	for {
 		h, err := tr.next()
 		if err == io.EOF {
-			return out, nil
+			return nil
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 		name := strings.TrimPrefix(h.Name, "./")
 		if h.Typeflag != tar.TypeReg || !match(name) {
 			continue
 		}
-		data, err := io.ReadAll(io.LimitReader(tr, max+1))
-		if err != nil {
-			return nil, err
+		if err := fn(name, h, tr); err != nil {
+			return err
 		}
-		if int64(len(data)) > max {
-			return nil, fmt.Errorf("/%s in %s is larger than %d bytes", name, img.Digest, max)
-		}
-		out[name] = data
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -389,37 +390,16 @@ const maxReposConf = 64 << 10
 // ImageFeeds reads the https feeds an ImageBuilder image lists in its
 // repositories.conf (in its working directory).
 func ImageFeeds(img *container.Image) ([]Feed, error) {
-	v1img, err := img.OpenImage()
+	want := path.Join(imageWorkDir(img), "repositories.conf")
+	files, err := imageFiles(img, func(name string) bool { return name == want }, maxReposConf)
 	if err != nil {
 		return nil, err
 	}
-	wd := strings.Trim(img.WorkingDir, "/")
-	if wd == "" {
-		wd = "builder"
+	data, ok := files[want]
+	if !ok {
+		return nil, fmt.Errorf("image %s has no /%s; pass the feeds explicitly", img.Digest, want)
 	}
-	want := wd + "/repositories.conf"
-	tr, done := imageTar(img, v1img)
-	defer done()
-	for {
-		h, err := tr.next()
-		if err == io.EOF {
-			return nil, fmt.Errorf("image %s has no /%s; pass the feeds explicitly", img.Digest, want)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if strings.TrimPrefix(h.Name, "./") != want || h.Typeflag != tar.TypeReg {
-			continue
-		}
-		data, err := io.ReadAll(io.LimitReader(tr, maxReposConf+1))
-		if err != nil {
-			return nil, err
-		}
-		if len(data) > maxReposConf {
-			return nil, fmt.Errorf("/%s in %s is larger than %d bytes", want, img.Digest, maxReposConf)
-		}
-		return ParseReposConf(data)
-	}
+	return ParseReposConf(data)
 }
 
 // ParseReposConf returns the https feeds of an opkg repositories.conf:
@@ -494,41 +474,25 @@ const maxBundledFile = 256 << 20
 // BundledPackages hashes every *.ipk and *.apk directly in the image's
 // <workdir>/packages/, reading the flattened image (no container runs).
 func BundledPackages(img *container.Image) (Bundled, error) {
-	v1img, err := img.OpenImage()
-	if err != nil {
-		return nil, err
-	}
-	wd := strings.Trim(img.WorkingDir, "/")
-	if wd == "" {
-		wd = "builder"
-	}
-	dir := wd + "/packages/"
+	dir := path.Join(imageWorkDir(img), "packages") + "/"
 	out := Bundled{}
-	tr, done := imageTar(img, v1img)
-	defer done()
-	for {
-		h, err := tr.next()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		name := strings.TrimPrefix(h.Name, "./")
+	err := eachImageFile(img, func(name string) bool {
 		base := strings.TrimPrefix(name, dir)
-		if base == name || strings.Contains(base, "/") || !(strings.HasSuffix(base, ".ipk") || strings.HasSuffix(base, ".apk")) || h.Typeflag != tar.TypeReg {
-			continue
-		}
+		return base != name && !strings.Contains(base, "/") && (strings.HasSuffix(base, ".ipk") || strings.HasSuffix(base, ".apk"))
+	}, func(name string, h *tar.Header, r io.Reader) error {
 		if h.Size > maxBundledFile {
-			return nil, fmt.Errorf("image %s: /%s is larger than %d bytes", img.Digest, name, maxBundledFile)
+			return fmt.Errorf("image %s: /%s is larger than %d bytes", img.Digest, name, maxBundledFile)
 		}
 		hash := sha256.New()
-		n, err := io.Copy(hash, io.LimitReader(tr, maxBundledFile))
+		n, err := io.Copy(hash, io.LimitReader(r, maxBundledFile))
 		if err != nil {
-			return nil, fmt.Errorf("reading /%s in image %s: %w", name, img.Digest, err)
+			return fmt.Errorf("reading /%s in image %s: %w", name, img.Digest, err)
 		}
+		base := strings.TrimPrefix(name, dir)
 		out[base] = BundledFile{Name: base, Size: n, SHA256: hex.EncodeToString(hash.Sum(nil))}
-	}
+		return nil
+	})
+	return out, err
 }
 
 // flatTar reads an image's flattened filesystem as a tar stream.
