@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/torwrt/torwrt/internal/container"
 	"github.com/torwrt/torwrt/internal/profile"
@@ -423,14 +424,19 @@ func (d *Driver) make(ctx context.Context, step string, argv, env []string, moun
 	return stdout.Bytes(), nil
 }
 
-// tailBuffer keeps the last max lines written to it.
+// tailBuffer keeps the last max lines written to it. It is safe for
+// concurrent use: the runner copies stdout and stderr into it from two
+// goroutines at once.
 type tailBuffer struct {
+	mu    sync.Mutex
 	max   int
 	lines []string
 	part  string
 }
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	s := t.part + string(p)
 	parts := strings.Split(s, "\n")
 	t.part = parts[len(parts)-1]
@@ -442,6 +448,8 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 }
 
 func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	l := t.lines
 	if t.part != "" {
 		l = append(l, t.part)
