@@ -20,6 +20,7 @@ import (
 	// Test-only: the router binary never imports the overlay (see
 	// TestRouterDeps); the test renders a real tree to read.
 	"github.com/torwrt/torwrt/internal/overlay"
+	"github.com/torwrt/torwrt/internal/overlay/overlaytest"
 	"github.com/torwrt/torwrt/internal/routerconf"
 	"github.com/torwrt/torwrt/internal/status"
 	"github.com/torwrt/torwrt/internal/updater/updatertest"
@@ -29,10 +30,7 @@ import (
 // the tree's root.
 func renderTree(t *testing.T, profile string) (string, overlay.Input) {
 	t.Helper()
-	in, err := overlay.Defaults(profile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := overlaytest.Defaults(t, profile)
 	keys, _ := updatertest.Keys(t, 2, "release keys")
 	for _, k := range keys {
 		pub := k.Public()
@@ -105,7 +103,7 @@ func rebase(t *testing.T, root, cfgPath string, edit func(*routerconf.Config)) s
 // /etc/torwrt/verify.json of both profiles: the two sides of the contract
 // must fit without a translation step.
 func TestCheckConfigOnRenderedTree(t *testing.T) {
-	for _, profile := range overlay.Profiles() {
+	for _, profile := range overlaytest.Devices(t) {
 		t.Run(profile, func(t *testing.T) {
 			root, in := renderTree(t, profile)
 			argv := initCommand(t, root)

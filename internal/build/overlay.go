@@ -34,7 +34,10 @@ func wifiCountry(o Options) (string, error) {
 // keys and the daemon binary, renders it into dest and returns the tree's
 // hash.
 func renderOverlay(ctx context.Context, o Options, daemon []byte, dest string) (string, error) {
-	in, err := overlay.Defaults(o.Profile.DeviceID())
+	// The device's facts (ports, switch, radio, RAM) come from the
+	// profile, or for a variant such as gl-ar150-24.10 from its primary
+	// with the variant's own sections laid over them.
+	in, err := overlay.ForProfile(o.Profile)
 	if err != nil {
 		return "", err
 	}

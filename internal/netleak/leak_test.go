@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/torwrt/torwrt/internal/overlay"
+	"github.com/torwrt/torwrt/internal/overlay/overlaytest"
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
@@ -251,10 +252,7 @@ func writeFile(t *testing.T, name, data string) string {
 // names and tor uid and returns the tree. Nothing edits its files.
 func renderTree(t *testing.T) string {
 	t.Helper()
-	in, err := overlay.Defaults("gl-ar150")
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := overlaytest.Defaults(t, "gl-ar150")
 	in.WAN.Device = "wan0"
 	in.TorOff.Bridge = "lan-off"
 	in.TorMedium.Bridge = "lan-med"

@@ -15,16 +15,14 @@ import (
 	"time"
 
 	"github.com/torwrt/torwrt/internal/overlay"
+	"github.com/torwrt/torwrt/internal/overlay/overlaytest"
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
 // rendered renders the overlay for profile and returns its firewall.nft.
 func rendered(t *testing.T, profile string) []byte {
 	t.Helper()
-	in, err := overlay.Defaults(profile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := overlaytest.Defaults(t, profile)
 	key, err := usign.GenerateKey(bytes.NewReader(bytes.Repeat([]byte("nftmods-test-key"), 4)), "nftmods test key")
 	if err != nil {
 		t.Fatal(err)

@@ -4,8 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"io"
+	"path/filepath"
 	"testing"
 
+	"github.com/torwrt/torwrt/internal/profile"
 	"github.com/torwrt/torwrt/internal/routerconf"
 	"github.com/torwrt/torwrt/internal/usign"
 )
@@ -55,14 +57,56 @@ const testLogo = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 48 48" wi
 // testEpoch is OpenWrt 24.10.3's SOURCE_DATE_EPOCH.
 const testEpoch = 1758316778
 
-// testInput is a complete, valid Input for a known profile, as the builder
-// would pass it.
-func testInput(t testing.TB, profile string) Input {
+// shippedProfiles is the repository's profiles/ directory.
+var shippedProfiles = filepath.Join("..", "..", "profiles")
+
+// loadProfile loads a shipped profile, its device facts resolved.
+func loadProfile(t testing.TB, id string) *profile.Profile {
 	t.Helper()
-	in, err := Defaults(profile)
+	p, err := profile.Load(shippedProfiles, id)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p
+}
+
+// deviceProfiles are the shipped profiles that state their device facts
+// themselves (no device:), sorted: each has a golden tree. A variant
+// such as gl-ar150-24.10 renders its primary's tree
+// (TestVariantsRenderTheirPrimary).
+func deviceProfiles(t testing.TB) []string {
+	t.Helper()
+	ids, err := profile.List(shippedProfiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, id := range ids {
+		if loadProfile(t, id).DeviceID() == id {
+			out = append(out, id)
+		}
+	}
+	if len(out) < 3 {
+		t.Fatalf("shipped device profiles %v: want at least gl-ar150, gl-mt300a and gl-mt300a-lede17", out)
+	}
+	return out
+}
+
+// testInput is a complete, valid Input for a shipped profile, as the
+// builder would pass it.
+func testInput(t testing.TB, id string) Input {
+	t.Helper()
+	in, err := ForProfile(loadProfile(t, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return withRelease(t, in)
+}
+
+// withRelease sets what the brand and the release decide, as the builder
+// would.
+func withRelease(t testing.TB, in Input) Input {
+	t.Helper()
 	in.ReleaseKeys = []ReleaseKey{releaseKey(t, "release-1"), releaseKey(t, "release-2")}
 	in.UpdateThreshold = 2
 	in.UpdateMirrors = []string{

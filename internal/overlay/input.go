@@ -16,6 +16,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/torwrt/torwrt/internal/brand"
+	"github.com/torwrt/torwrt/internal/overlay/device"
+	"github.com/torwrt/torwrt/internal/profile"
 	"github.com/torwrt/torwrt/internal/routerconf"
 	"github.com/torwrt/torwrt/internal/usign"
 )
@@ -24,10 +26,12 @@ import (
 // the builder can hash it into a cache key and copy it into provenance;
 // Render adds nothing to it but fixed constants (ports, paths).
 //
-// Start from Defaults(profile) and set what the brand and the release
-// decide; Validate says what is missing or wrong.
+// Start from ForProfile(profile) (or Defaults(facts) and set Profile,
+// Board and Target) and set what the brand and the release decide;
+// Validate says what is missing or wrong.
 type Input struct {
-	// Profile is the torwrt profile id, e.g. "gl-ar150".
+	// Profile is the device's torwrt profile id, e.g. "gl-ar150" (also
+	// for its variant gl-ar150-24.10).
 	Profile string `json:"profile"`
 	// Board is the board name the router reports in
 	// /tmp/sysinfo/board_name, e.g. "glinet,gl-ar150".
@@ -56,6 +60,10 @@ type Input struct {
 	TorUID int `json:"tor_uid"`
 	// TorMaxMemMB is Tor's MaxMemInQueues in MB, sized to the board's RAM.
 	TorMaxMemMB int `json:"tor_max_mem_mb"`
+	// RAMMB is the board's RAM in MB (its profile's device_facts.ram_mb):
+	// Tor's queues may take at most half of it, and a bridge relay needs
+	// more than 64 MB.
+	RAMMB int `json:"ram_mb"`
 
 	// BridgeRelay makes Tor donate bandwidth as a bridge with Bridge's
 	// limits.
@@ -140,17 +148,12 @@ type Network struct {
 	DHCPLimit int      `json:"dhcp_limit"`
 }
 
-// Switch is a swconfig switch and its VLANs.
-type Switch struct {
-	Name  string       `json:"name,omitempty"`
-	VLANs []SwitchVLAN `json:"vlans,omitempty"`
-}
+// Switch is a swconfig switch and its VLANs, as a profile's
+// device_facts.switch gives it.
+type Switch = device.Switch
 
 // SwitchVLAN is one switch_vlan section.
-type SwitchVLAN struct {
-	VLAN  int    `json:"vlan"`
-	Ports string `json:"ports"`
-}
+type SwitchVLAN = device.SwitchVLAN
 
 // Radio is the board's Wi-Fi radio.
 type Radio struct {
@@ -216,90 +219,25 @@ const (
 	VirtualAddrNetwork = "10.192.0.0/10"
 )
 
-// device holds the facts of a supported board.
-type device struct {
-	board, target, wan string
-	torMaxPorts        []string
-	sw                 Switch
-	radio              Radio
-	torMaxMemMB        int
-	// ramMB is the board's RAM. Tor's cell queues may take at most half
-	// of it, and a bridge relay needs more than minBridgeRAMMB.
-	ramMB int
-}
-
-// minBridgeRAMMB: Tor raises MaxMemInQueues to 64 MB on any relay, so a
-// board with 64 MB of RAM or less (the GL-AR150) cannot run a bridge.
-const minBridgeRAMMB = 64
-
-// devices are the boards torwrt knows (docs/networks.md, "Ports"). On the
-// GL-AR150, OpenWrt's ath79 names the port marked LAN eth0 and the WAN
-// port eth1 (ar71xx and the seed article used the opposite names). The
-// MT300A's two ports are VLANs 1 (LAN) and 2 (WAN) of switch0 behind eth0.
-var devices = map[string]device{
-	"gl-ar150": {
-		board: "glinet,gl-ar150", target: "ath79/generic",
-		wan: "eth1", torMaxPorts: []string{"eth0"},
-		radio:       Radio{Path: "platform/ahb/18100000.wmac", Band: "2g", Channel: "1", HTMode: "HT20"},
-		torMaxMemMB: 24,
-		ramMB:       64,
-	},
-	"gl-mt300a": {
-		board: "glinet,gl-mt300a", target: "ramips/mt7620",
-		wan: "eth0.2", torMaxPorts: []string{"eth0.1"},
-		sw: Switch{Name: "switch0", VLANs: []SwitchVLAN{
-			{VLAN: 1, Ports: "1 2 3 4 6t"},
-			{VLAN: 2, Ports: "0 6t"},
-		}},
-		radio:       Radio{Path: "platform/10180000.wmac", Band: "2g", Channel: "1", HTMode: "HT20"},
-		torMaxMemMB: 64,
-		ramMB:       128,
-	},
-}
-
-// The same GL-MT300A on the LEDE 17.01 test ImageBuilder
-// (profiles/gl-mt300a-lede17), which names the board without the vendor
-// prefix.
-func init() {
-	d := devices["gl-mt300a"]
-	d.board = "gl-mt300a"
-	devices["gl-mt300a-lede17"] = d
-}
-
-// Profiles returns the profile ids Defaults knows, sorted.
-func Profiles() []string {
-	var ids []string
-	for id := range devices {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
-}
-
-// Defaults returns an Input for a known profile with the board's facts
-// and torwrt's defaults filled in. The release (keys, mirrors, version,
-// epoch) is left for the caller.
-func Defaults(profile string) (Input, error) {
-	d, ok := devices[profile]
-	if !ok {
-		return Input{}, fmt.Errorf("overlay: no defaults for profile %q (known: %s)", profile, strings.Join(Profiles(), ", "))
-	}
-	sw := Switch{Name: d.sw.Name, VLANs: slices.Clone(d.sw.VLANs)}
+// Defaults returns an Input with a device's facts (its profile's
+// device_facts) and torwrt's defaults filled in. The caller sets Profile,
+// Board and Target from the profile (ForProfile does), and the release
+// (keys, mirrors, version, epoch).
+func Defaults(f device.Facts) Input {
+	f = f.Clone()
 	return Input{
-		Profile:     profile,
-		Board:       d.board,
-		Target:      d.target,
 		Hostname:    "torwrt",
 		SSIDPrefix:  "torwrt",
 		ProductName: "torwrt",
-		WAN:         WAN{Device: d.wan},
+		WAN:         WAN{Device: f.Ports.WAN},
 		TorOff:      Network{Address: "10.71.0.1/24", Bridge: "br-tor_off", DHCPStart: 100, DHCPLimit: 100},
 		TorMedium:   Network{Address: "10.72.0.1/24", Bridge: "br-tor_medium", DHCPStart: 100, DHCPLimit: 100},
-		TorMax:      Network{Address: "10.73.0.1/24", Bridge: "br-tor_max", Ports: slices.Clone(d.torMaxPorts), DHCPStart: 100, DHCPLimit: 100},
-		Switch:      sw,
-		Radio:       d.radio,
+		TorMax:      Network{Address: "10.73.0.1/24", Bridge: "br-tor_max", Ports: f.Ports.TorMax, DHCPStart: 100, DHCPLimit: 100},
+		Switch:      f.Switch,
+		Radio:       Radio{Path: f.Radio.Path, Band: f.Radio.Band, Channel: f.Radio.Channel, HTMode: f.Radio.HTMode},
 		TorUID:      52,
-		TorMaxMemMB: d.torMaxMemMB,
+		TorMaxMemMB: f.MaxMemInQueuesMB,
+		RAMMB:       f.RAMMB,
 		Bridge: Bridge{
 			ORPort:              9001,
 			RateKBytes:          128,
@@ -308,7 +246,22 @@ func Defaults(profile string) (Input, error) {
 		},
 		UpdateThreshold: 1,
 		FirmwareBuild:   1,
-	}, nil
+	}
+}
+
+// ForProfile is Defaults for a loaded profile: its device facts (for a
+// variant, its primary's with the variant's own sections laid over them),
+// its device's id, its board name and its OpenWrt target.
+func ForProfile(p *profile.Profile) (Input, error) {
+	f, err := p.Facts()
+	if err != nil {
+		return Input{}, err
+	}
+	in := Defaults(f)
+	in.Profile = p.DeviceID()
+	in.Board = p.Board
+	in.Target = p.OpenWrt.Target + "/" + p.OpenWrt.Subtarget
+	return in, nil
 }
 
 var (
@@ -319,10 +272,10 @@ var (
 	reHostname = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
 	reSSID     = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9 ._-]{0,19}[A-Za-z0-9._-])?$`)
 	reProduct  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 ._()+-]{0,47}$`)
-	reIfname   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)
-	reSwitch   = regexp.MustCompile(`^switch[0-9]$`)
-	reSwPorts  = regexp.MustCompile(`^[0-9]{1,2}[tu*]?( [0-9]{1,2}[tu*]?)*$`)
-	reRadio    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9/._:+-]{0,127}$`)
+	reIfname   = device.IfnameRE
+	reSwitch   = device.SwitchRE
+	reSwPorts  = device.SwitchPortsRE
+	reRadio    = device.RadioPathRE
 	reFP       = regexp.MustCompile(`^[0-9a-f]{16}$`)
 	reVersion  = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+~_-]{0,63}$`)
 	reFilePath = regexp.MustCompile(`^(/[A-Za-z0-9._+-]+)+$`)
@@ -335,8 +288,8 @@ var (
 )
 
 var (
-	bands   = []string{"2g", "5g", "6g"}
-	htmodes = []string{"HT20", "HT40", "VHT20", "VHT40", "VHT80", "VHT160", "HE20", "HE40", "HE80", "HE160"}
+	bands   = device.Bands
+	htmodes = device.HTModes
 	// privateNets are where LAN subnets may live.
 	privateNets = []netip.Prefix{
 		netip.MustParsePrefix("10.0.0.0/8"),
@@ -420,20 +373,21 @@ func (in Input) Validate() error {
 	v.sw(in.Switch)
 	v.radio(in.Radio)
 	v.intRange("tor_uid", in.TorUID, 1, 65533)
-	v.intRange("tor_max_mem_mb", in.TorMaxMemMB, 8, 4096)
-	// The board's RAM bounds Tor's queues; a profile Defaults does not
-	// know has no RAM figure, so it cannot run a bridge.
-	d, known := devices[in.Profile]
-	if known && in.TorMaxMemMB > d.ramMB/2 {
-		v.addf("tor_max_mem_mb", in.TorMaxMemMB, "must be at most %d: the %s has %d MB of RAM, and Tor's queues may take at most half of it", d.ramMB/2, in.Profile, d.ramMB)
+	v.intRange("tor_max_mem_mb", in.TorMaxMemMB, device.MinMemMB, device.MaxMemMB)
+	// The board's RAM (its profile's device_facts) bounds Tor's queues.
+	ramKnown := in.RAMMB >= device.MinRAMMB && in.RAMMB <= device.MaxRAMMB
+	if !ramKnown {
+		v.addf("ram_mb", in.RAMMB, "must be the board's RAM in MB (its profile's device_facts.ram_mb), between %d and %d", device.MinRAMMB, device.MaxRAMMB)
+	} else if in.TorMaxMemMB > in.RAMMB/2 {
+		v.addf("tor_max_mem_mb", in.TorMaxMemMB, "must be at most %d: the %s has %d MB of RAM, and Tor's queues may take at most half of it", in.RAMMB/2, in.Profile, in.RAMMB)
 	}
 	if in.BridgeRelay {
 		v.bridge(in.Bridge)
 		// Tor raises MaxMemInQueues to 64 MB on any relay; say so here
 		// instead of letting the router find out.
 		switch {
-		case !known || d.ramMB <= minBridgeRAMMB:
-			v.addf("bridge_relay", in.BridgeRelay, "needs a board with more than %d MB of RAM: Tor takes 64 MB for a relay's queues alone (profile %s)", minBridgeRAMMB, in.Profile)
+		case !ramKnown || in.RAMMB <= device.MinBridgeRAMMB:
+			v.addf("bridge_relay", in.BridgeRelay, "needs a board with more than %d MB of RAM: Tor takes 64 MB for a relay's queues alone (profile %s has %d MB)", device.MinBridgeRAMMB, in.Profile, in.RAMMB)
 		case in.TorMaxMemMB < 64:
 			v.addf("tor_max_mem_mb", in.TorMaxMemMB, "must be at least 64 with bridge_relay: Tor enforces 64 MB for relays")
 		}
@@ -639,11 +593,8 @@ func (v *validator) sw(s Switch) {
 func (v *validator) radio(r Radio) {
 	v.match("radio.path", r.Path, reRadio)
 	v.oneOf("radio.band", r.Band, bands)
-	if r.Channel != "auto" {
-		n, err := strconv.Atoi(r.Channel)
-		if err != nil || n < 1 || n > 233 || strconv.Itoa(n) != r.Channel {
-			v.addf("radio.channel", r.Channel, `must be "auto" or a channel number`)
-		}
+	if !device.ValidChannel(r.Channel) {
+		v.addf("radio.channel", r.Channel, `must be "auto" or a channel number`)
 	}
 	v.oneOf("radio.htmode", r.HTMode, htmodes)
 	switch {

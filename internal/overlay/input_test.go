@@ -2,22 +2,91 @@ package overlay
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/torwrt/torwrt/internal/profile"
 	"github.com/torwrt/torwrt/internal/status"
 )
 
-func TestDefaultsUnknownProfile(t *testing.T) {
-	_, err := Defaults("gl-inet-6416")
-	if err == nil || !strings.Contains(err.Error(), `no defaults for profile "gl-inet-6416" (known: gl-ar150, gl-mt300a, gl-mt300a-lede17)`) {
-		t.Fatalf("Defaults: %v", err)
+// TestDefaultsFromFacts: Defaults takes everything board-specific from
+// the facts it is given, and ForProfile the identity from the profile.
+func TestDefaultsFromFacts(t *testing.T) {
+	p := loadProfile(t, "gl-mt300a")
+	f, err := p.Facts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := Defaults(f)
+	if in.WAN.Device != "eth0.2" || !reflect.DeepEqual(in.TorMax.Ports, []string{"eth0.1"}) || in.Switch.Name != "switch0" || len(in.Switch.VLANs) != 2 ||
+		in.Radio.Path != "platform/10180000.wmac" || in.RAMMB != 128 || in.TorMaxMemMB != 64 || in.Profile != "" || in.Board != "" {
+		t.Errorf("Defaults(gl-mt300a facts) = %+v", in)
+	}
+	// The Input owns its slices: changing it does not change the facts.
+	in.TorMax.Ports[0] = "eth9"
+	in.Switch.VLANs[0].Ports = "0"
+	if f.Ports.TorMax[0] != "eth0.1" || f.Switch.VLANs[0].Ports != "1 2 3 4 6t" {
+		t.Errorf("Defaults shares slices with its facts: %+v", f)
+	}
+	full, err := ForProfile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.Profile != "gl-mt300a" || full.Board != "glinet,gl-mt300a" || full.Target != "ramips/mt7620" {
+		t.Errorf("ForProfile identity: %q %q %q", full.Profile, full.Board, full.Target)
+	}
+	lede := testInput(t, "gl-mt300a-lede17")
+	if lede.Profile != "gl-mt300a-lede17" || lede.Board != "gl-mt300a" || lede.Target != "ramips/mt7620" || lede.WAN.Device != "eth0.2" {
+		t.Errorf("gl-mt300a-lede17: %q %q %q %q", lede.Profile, lede.Board, lede.Target, lede.WAN.Device)
+	}
+	// A parsed variant does not know its primary: no facts, and the
+	// error says how to get them.
+	data, err := os.ReadFile(filepath.Join(shippedProfiles, "gl-ar150-24.10", "profile.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := profile.Parse("gl-ar150-24.10/profile.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ForProfile(v); err == nil || !strings.Contains(err.Error(), "not resolved") {
+		t.Errorf("ForProfile of an unresolved variant: %v", err)
+	}
+}
+
+// TestVariantsRenderTheirPrimary: every shipped profile has an Input, and
+// a variant for another OpenWrt series (device:) gets exactly its
+// primary's, so it renders the primary's golden tree.
+func TestVariantsRenderTheirPrimary(t *testing.T) {
+	ids, err := profile.List(shippedProfiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	variants := 0
+	for _, id := range ids {
+		p := loadProfile(t, id)
+		in := testInput(t, id)
+		if err := in.Validate(); err != nil {
+			t.Errorf("%s: %v", id, err)
+		}
+		if p.DeviceID() == id {
+			continue
+		}
+		variants++
+		if want := testInput(t, p.DeviceID()); !reflect.DeepEqual(in, want) {
+			t.Errorf("%s renders from\n%+v\nnot its primary's\n%+v", id, in, want)
+		}
+	}
+	if variants < 2 {
+		t.Fatalf("%d variants among %v: want gl-ar150-24.10 and gl-mt300a-24.10", variants, ids)
 	}
 }
 
 func TestDefaultsNeedARelease(t *testing.T) {
-	in, err := Defaults("gl-ar150")
+	in, err := ForProfile(loadProfile(t, "gl-ar150"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,14 +172,17 @@ func TestValidate(t *testing.T) {
 		{"bridge orport", func(in *Input) { in.BridgeRelay = true; in.Bridge.ORPort = 9050 }, `input.bridge.orport 9050: is used by the router itself`},
 		{"bridge rate", func(in *Input) { in.BridgeRelay = true; in.Bridge.RateKBytes = 10 }, `input.bridge.rate_kbytes 10: must be between 75 and 1000000`},
 		{"bridge burst", func(in *Input) { in.BridgeRelay = true; in.Bridge.BurstKBytes = 100 }, `input.bridge.burst_kbytes 100: must be between rate_kbytes (128) and 1000000`},
-		{"bridge memory", func(in *Input) { in.Profile = "gl-mt300a"; in.BridgeRelay = true }, `input.tor_max_mem_mb 24: must be at least 64 with bridge_relay`},
+		{"bridge memory", func(in *Input) { in.RAMMB = 128; in.BridgeRelay = true }, `input.tor_max_mem_mb 24: must be at least 64 with bridge_relay`},
 		// The GL-AR150 has 64 MB of RAM: no bridge, whatever tor_max_mem_mb says.
 		{"bridge on 64 MB board", func(in *Input) { in.BridgeRelay = true; in.TorMaxMemMB = 64 }, `input.bridge_relay true: needs a board with more than 64 MB of RAM`},
 		{"bridge on 64 MB board, small queues", func(in *Input) { in.BridgeRelay = true }, `input.bridge_relay true: needs a board with more than 64 MB of RAM`},
 		{"queues above half the RAM", func(in *Input) { in.TorMaxMemMB = 64 }, `input.tor_max_mem_mb 64: must be at most 32: the gl-ar150 has 64 MB of RAM`},
-		{"bridge on unknown board", func(in *Input) { in.Profile = "my-board"; in.BridgeRelay = true; in.TorMaxMemMB = 64 }, `input.bridge_relay true: needs a board with more than 64 MB of RAM`},
+		{"bridge without a RAM figure", func(in *Input) { in.RAMMB = 0; in.BridgeRelay = true; in.TorMaxMemMB = 64 }, `input.bridge_relay true: needs a board with more than 64 MB of RAM`},
+		{"no RAM figure", func(in *Input) { in.RAMMB = 0 }, `input.ram_mb 0: must be the board's RAM in MB (its profile's device_facts.ram_mb), between 16 and 1048576`},
+		{"RAM in bytes", func(in *Input) { in.RAMMB = 64 << 20 }, `input.ram_mb 67108864: must be the board's RAM in MB`},
+		{"queues above half of a 128 MB board", func(in *Input) { in.RAMMB = 128; in.TorMaxMemMB = 65 }, `input.tor_max_mem_mb 65: must be at most 64: the gl-ar150 has 128 MB of RAM`},
 		{"bridge contact", func(in *Input) {
-			in.Profile = "gl-mt300a"
+			in.RAMMB = 128
 			in.BridgeRelay = true
 			in.TorMaxMemMB = 64
 			in.Bridge.ContactInfo = "me\nExitRelay 1"

@@ -45,7 +45,7 @@ func renderTo(t *testing.T, in Input) (string, Output) {
 // and tree/ (every file's bytes). Run with -update to rewrite them, then
 // review the diff like code.
 func TestGolden(t *testing.T) {
-	for _, profile := range Profiles() {
+	for _, profile := range deviceProfiles(t) {
 		t.Run(profile, func(t *testing.T) {
 			dir, out := renderTo(t, testInput(t, profile))
 			golden := filepath.Join("testdata", "golden", profile)
@@ -131,7 +131,7 @@ func readTree(t *testing.T, dir string) map[string][]byte {
 // TestDeterministic renders the same input twice under different umasks
 // and time zones, and wants identical outputs, trees and tar archives.
 func TestDeterministic(t *testing.T) {
-	for _, profile := range Profiles() {
+	for _, profile := range deviceProfiles(t) {
 		t.Run(profile, func(t *testing.T) {
 			in := testInput(t, profile)
 			old := syscall.Umask(0o077)
@@ -260,7 +260,7 @@ func TestRenderCancelled(t *testing.T) {
 // TestConfigSemantics reads the rendered UCI files back and checks the
 // settings the product's promises rest on.
 func TestConfigSemantics(t *testing.T) {
-	for _, profile := range Profiles() {
+	for _, profile := range deviceProfiles(t) {
 		t.Run(profile, func(t *testing.T) {
 			in := testInput(t, profile)
 			dir, _ := renderTo(t, in)
@@ -372,7 +372,7 @@ const testSSHKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsa
 // rendered files: the daemon, the firewall, torrc and the first-boot
 // script must agree on every address and path.
 func TestRouterConfContract(t *testing.T) {
-	for _, profile := range Profiles() {
+	for _, profile := range deviceProfiles(t) {
 		t.Run(profile, func(t *testing.T) {
 			in := testInput(t, profile)
 			dir, _ := renderTo(t, in)

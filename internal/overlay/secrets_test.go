@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/torwrt/torwrt/internal/overlay/device"
+
 	"github.com/torwrt/torwrt/internal/uci"
 )
 
@@ -26,10 +28,10 @@ func TestNoSharedSecretsInTree(t *testing.T) {
 		in   Input
 	}
 	var variants []variant
-	for _, p := range Profiles() {
+	for _, p := range deviceProfiles(t) {
 		variants = append(variants, variant{p, testInput(t, p)})
 		in := testInput(t, p)
-		if devices[p].ramMB > minBridgeRAMMB {
+		if in.RAMMB > device.MinBridgeRAMMB {
 			in.BridgeRelay = true
 			in.TorMaxMemMB = 64
 		}

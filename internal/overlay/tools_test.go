@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/torwrt/torwrt/internal/overlay/device"
 )
 
 // These tests hand the rendered files to the real programs that read them
@@ -61,9 +63,9 @@ var expectedTorWarnings = regexp.MustCompile(strings.Join([]string{
 //     tor account does not exist on a build machine.
 func TestTorVerifyConfig(t *testing.T) {
 	tor := requireTool(t, "tor", "tor")
-	for _, profile := range Profiles() {
+	for _, profile := range deviceProfiles(t) {
 		for _, bridge := range []bool{false, true} {
-			if bridge && devices[profile].ramMB <= minBridgeRAMMB {
+			if bridge && testInput(t, profile).RAMMB <= device.MinBridgeRAMMB {
 				continue // Validate refuses a bridge there (TestValidate)
 			}
 			name := profile + "/client"
@@ -148,10 +150,10 @@ func adaptTorrc(t *testing.T, torrc, tmp string) string {
 func TestFirewallLoads(t *testing.T) {
 	requireTool(t, "nft", "nftables")
 	unshare := requireTool(t, "unshare", "util-linux")
-	for _, profile := range Profiles() {
+	for _, profile := range deviceProfiles(t) {
 		t.Run(profile, func(t *testing.T) {
 			in := testInput(t, profile)
-			if devices[profile].ramMB > minBridgeRAMMB {
+			if testInput(t, profile).RAMMB > device.MinBridgeRAMMB {
 				in.BridgeRelay = true // the ORPort rule too
 				in.TorMaxMemMB = 64
 			}

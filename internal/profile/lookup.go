@@ -48,7 +48,21 @@ func (l Layer) file(id, name string) string {
 type Path []Layer
 
 // Load finds profile id in the first layer that has <id>/profile.yaml.
+// A variant's device facts are resolved against its primary (device:),
+// looked up along the same path.
 func (pp Path) Load(id string) (*Profile, error) {
+	p, err := pp.loadOne(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.resolveDevice(pp.loadOne); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// loadOne is Load without resolving a variant's device facts.
+func (pp Path) loadOne(id string) (*Profile, error) {
 	if !idRE.MatchString(id) {
 		return nil, fmt.Errorf("%w %q: ids are lowercase letters, digits, dashes and dots (gl-ar150-24.10)", ErrNotFound, id)
 	}

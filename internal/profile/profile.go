@@ -22,6 +22,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/torwrt/torwrt/internal/overlay/device"
 )
 
 // Profile is the declarative description of one device's image.
@@ -48,6 +50,15 @@ type Profile struct {
 	// the same board (gl-ar150-24.10 has device gl-ar150). `--all` builds
 	// primary profiles only. Empty means the profile's own id.
 	Device string `yaml:"device,omitempty" json:"device,omitempty"`
+	// DeviceFacts are the device's RAM, ports, switch and radio, and
+	// Tor's default queue memory: what the router's configuration is
+	// rendered from, so that a new board needs only its profile. A
+	// profile without device: must give them all. A variant (device:
+	// set) inherits its primary's and may give some of the sections
+	// (ram_mb, ports, switch, radio, max_mem_in_queues_mb): each one it
+	// gives replaces the primary's whole section (switch: {} for none).
+	// This field is the file as written; Facts returns what applies.
+	DeviceFacts device.Facts `yaml:"device_facts,omitempty" json:"device_facts"`
 
 	// Dir is the directory the profile was loaded from; empty for a
 	// profile embedded in imgbuild.
@@ -59,6 +70,15 @@ type Profile struct {
 	fsys fs.FS
 	// SHA256 is the hash of the profile file's bytes; locks record it.
 	SHA256 string `yaml:"-" json:"sha256"`
+
+	// file and node are where the profile was parsed from, for the line
+	// numbers of a variant's device_facts once its primary is known.
+	file string
+	node *yaml.Node
+	// facts are the device facts that apply, once resolved: the
+	// profile's own, or its primary's with its sections laid over them.
+	facts    device.Facts
+	resolved bool
 }
 
 // OpenWrt names the release the ImageBuilder is from.
@@ -156,7 +176,27 @@ func Load(root, id string) (*Profile, error) {
 		return nil, &Error{File: path, Field: "id", Msg: fmt.Sprintf("%q does not match its directory %q", p.ID, id)}
 	}
 	p.Dir, p.Origin = dir, dir
+	if err := p.resolveDevice(func(id string) (*Profile, error) { return loadOne(root, id) }); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// loadOne is Load without resolving a variant's device facts.
+func loadOne(root, id string) (*Profile, error) {
+	if !idRE.MatchString(id) {
+		return nil, fmt.Errorf("%w %q", ErrNotFound, id)
+	}
+	path := filepath.Join(root, id, "profile.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p, err := Parse(path, data)
+	if err == nil && p.ID != id {
+		err = &Error{File: path, Field: "id", Msg: fmt.Sprintf("%q does not match its directory %q", p.ID, id)}
+	}
+	return p, err
 }
 
 // List returns the ids of the profiles under root.
@@ -190,10 +230,126 @@ func Parse(path string, data []byte) (*Profile, error) {
 	}
 	sum := sha256.Sum256(data)
 	p.SHA256 = hex.EncodeToString(sum[:])
+	p.file, p.node = path, &root
 	if err := p.validate(path, &root); err != nil {
 		return nil, err
 	}
+	if p.DeviceID() == p.ID {
+		if !hasKey(&root, "device_facts") {
+			return nil, &Error{File: path, Field: "device_facts", Msg: "missing: a profile without device: describes its device (ram_mb, ports, radio, max_mem_in_queues_mb, and switch if it has one; see profiles/gl-mt300a/profile.yaml)"}
+		}
+		if err := p.checkFacts(p.DeviceFacts, nil); err != nil {
+			return nil, err
+		}
+		p.facts, p.resolved = p.DeviceFacts.Clone(), true
+	}
 	return &p, nil
+}
+
+// factSections are the keys of device_facts a variant may give, each
+// replacing its primary's whole value.
+var factSections = []string{"ram_mb", "ports", "switch", "radio", "max_mem_in_queues_mb"}
+
+// checkFacts returns the first problem of f as an *Error at its line in
+// p's file. For a variant, primary is the profile its other sections
+// come from; a problem in one of those is reported at device_facts.
+func (p *Profile) checkFacts(f device.Facts, primary *Profile) error {
+	probs := f.Check()
+	if len(probs) == 0 {
+		return nil
+	}
+	pr := probs[0]
+	field := "device_facts." + pr.Field
+	section, _, _ := strings.Cut(pr.Field, ".")
+	section, _, _ = strings.Cut(section, "[")
+	if primary != nil && !p.givesFact(section) {
+		return &Error{File: p.file, Line: lineOf(p.node, "device_facts"), Field: field,
+			Msg: fmt.Sprintf("%s (%s as inherited from %s, with this profile's device_facts)", pr.Msg, section, primary.ID)}
+	}
+	return &Error{File: p.file, Line: lineOf(p.node, field), Field: field, Msg: pr.Msg}
+}
+
+// givesFact reports whether p's file has device_facts.<section>.
+func (p *Profile) givesFact(section string) bool {
+	return p.node != nil && hasKey(p.node, "device_facts."+section)
+}
+
+// hasKey reports whether the YAML document has the dotted mapping key.
+func hasKey(doc *yaml.Node, dotted string) bool {
+	n := doc
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	for _, part := range strings.Split(dotted, ".") {
+		if n.Kind != yaml.MappingNode {
+			return false
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == part {
+				next = n.Content[i+1]
+				break
+			}
+		}
+		if next == nil {
+			return false
+		}
+		n = next
+	}
+	return true
+}
+
+// resolveDevice lays a variant's device_facts sections over its primary's
+// facts; load reads a profile without resolving it. A profile that is
+// its own device has nothing to resolve.
+func (p *Profile) resolveDevice(load func(id string) (*Profile, error)) error {
+	if p.resolved {
+		return nil
+	}
+	fail := func(field, format string, a ...any) error {
+		return &Error{File: p.file, Line: lineOf(p.node, field), Field: field, Msg: fmt.Sprintf(format, a...)}
+	}
+	prim, err := load(p.Device)
+	if err != nil {
+		return fail("device", "%q names no profile to take device facts from: %v", p.Device, err)
+	}
+	if !prim.resolved {
+		return fail("device", "%q is itself a variant of %q; name the device's primary profile, %s", prim.ID, prim.Device, prim.Device)
+	}
+	f := prim.facts.Clone()
+	for _, s := range factSections {
+		if !p.givesFact(s) {
+			continue
+		}
+		switch s {
+		case "ram_mb":
+			f.RAMMB = p.DeviceFacts.RAMMB
+		case "ports":
+			f.Ports = p.DeviceFacts.Ports
+		case "switch":
+			f.Switch = p.DeviceFacts.Switch
+		case "radio":
+			f.Radio = p.DeviceFacts.Radio
+		case "max_mem_in_queues_mb":
+			f.MaxMemInQueuesMB = p.DeviceFacts.MaxMemInQueuesMB
+		}
+	}
+	if err := p.checkFacts(f, prim); err != nil {
+		return err
+	}
+	p.facts, p.resolved = f.Clone(), true
+	return nil
+}
+
+// Facts returns the device facts the router's configuration is rendered
+// from: the profile's own device_facts, or for a variant (device:) its
+// primary's with the variant's sections laid over them. Load resolves a
+// variant; Parse alone cannot, since it does not know the primary.
+func (p *Profile) Facts() (device.Facts, error) {
+	if !p.resolved {
+		return device.Facts{}, fmt.Errorf("profile %s: device facts of %s not resolved: load the profile with profile.Load or Path.Load, which reads its primary", p.ID, p.Device)
+	}
+	return p.facts.Clone(), nil
 }
 
 func (p *Profile) validate(path string, root *yaml.Node) error {
@@ -357,6 +513,17 @@ func lineOf(doc *yaml.Node, dotted string) int {
 	}
 	line := 0
 	for _, part := range strings.Split(dotted, ".") {
+		// A part may index a list: tor_max[0].
+		var idx []int
+		for strings.HasSuffix(part, "]") {
+			open := strings.LastIndexByte(part, '[')
+			i, err := strconv.Atoi(part[open+1 : len(part)-1])
+			if open < 0 || err != nil {
+				return line
+			}
+			idx = append([]int{i}, idx...)
+			part = part[:open]
+		}
 		if n.Kind != yaml.MappingNode {
 			return line
 		}
@@ -371,6 +538,13 @@ func lineOf(doc *yaml.Node, dotted string) int {
 		}
 		if !found {
 			return line
+		}
+		for _, i := range idx {
+			if n.Kind != yaml.SequenceNode || i >= len(n.Content) {
+				return line
+			}
+			n = n.Content[i]
+			line = n.Line
 		}
 	}
 	return line
