@@ -142,6 +142,9 @@ func ParseMetadataChunk(data []byte) (*Metadata, []byte, error) {
 		return nil, nil, fmt.Errorf("%w: metadata header version %d; stock fwtool only reads version 0", ErrMalformed, v)
 	}
 	raw := data[8:]
+	if err := exactKeys(raw); err != nil {
+		return nil, nil, err
+	}
 	var m Metadata
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&m); err != nil {
@@ -158,4 +161,41 @@ func ParseMetadataChunk(data []byte) (*Metadata, []byte, error) {
 		return nil, nil, fmt.Errorf("%w: metadata json lacks supported_devices", ErrMalformed)
 	}
 	return &m, raw, nil
+}
+
+// metadataKeys are the object keys Metadata reads, at the top level and in
+// "version".
+var metadataKeys = map[string][]string{
+	"":        {"metadata_version", "compat_version", "compat_message", "new_supported_devices", "supported_devices", "version"},
+	"version": {"dist", "version", "revision", "target", "board"},
+}
+
+// exactKeys refuses a key that names a metadata field in another case
+// ("supported_deviCes"). encoding/json matches keys case-insensitively;
+// stock fwtool.sh reads the metadata with jsonfilter, which does not. A
+// verifier that read such a key while the router's own check did not
+// would judge another document than the one sysupgrade acts on.
+func exactKeys(raw []byte) error {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &top); err != nil {
+		return nil // not an object: Decode reports it
+	}
+	check := func(obj map[string]json.RawMessage, known []string, where string) error {
+		for k := range obj {
+			for _, want := range known {
+				if k != want && strings.EqualFold(k, want) {
+					return fmt.Errorf("%w: metadata json%s key %q is %q in another case; stock fwtool matches keys exactly", ErrMalformed, where, k, want)
+				}
+			}
+		}
+		return nil
+	}
+	if err := check(top, metadataKeys[""], ""); err != nil {
+		return err
+	}
+	var version map[string]json.RawMessage
+	if json.Unmarshal(top["version"], &version) == nil {
+		return check(version, metadataKeys["version"], " version")
+	}
+	return nil
 }

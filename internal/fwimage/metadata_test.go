@@ -166,8 +166,10 @@ func FuzzParseMetadataChunk(f *testing.F) {
 		if len(data) > MaxMetadataLen || len(data) < 8 || !bytes.Equal(raw, data[8:]) {
 			t.Fatal("accepted a chunk outside the limits, or raw is not the JSON")
 		}
-		if m.MetadataVersion == "" || len(m.SupportedDevices) == 0 {
-			t.Fatal("accepted metadata without version or devices")
+		// metadata_version is optional (LEDE 17.01 images lack it);
+		// supported_devices is not, and only under its exact name.
+		if len(m.SupportedDevices) == 0 || !bytes.Contains(raw, []byte(`"supported_devices"`)) {
+			t.Fatal("accepted metadata without supported_devices")
 		}
 		for _, d := range m.SupportedDevices {
 			m.Supports(d) // must not panic
@@ -196,4 +198,22 @@ func FuzzParseMetadataChunk(f *testing.F) {
 			t.Fatalf("MarshalStock is not a fixed point: %v", err)
 		}
 	})
+}
+
+// encoding/json matches keys in any case, stock fwtool's jsonfilter does
+// not: a board list under "Supported_Devices" is no board list on the
+// router, so it is none here either (found by FuzzParseMetadataChunk).
+func TestMetadataKeysMatchExactly(t *testing.T) {
+	for _, doc := range []string{
+		`{"metadata_version":"1.1","Supported_Devices":["glinet,gl-ar150"]}`,
+		`{"metadata_version":"1.1","supported_devices":["a"],"supported_deviCes":["glinet,gl-ar150"]}`,
+		`{"metadata_version":"1.1","supported_devices":["a"],"version":{"Board":"glinet_gl-ar150"}}`,
+	} {
+		if _, _, err := ParseMetadataChunk(MetadataChunk([]byte(doc))); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "another case") {
+			t.Errorf("%s: %v, want a refusal of the case-variant key", doc, err)
+		}
+	}
+	if _, _, err := ParseMetadataChunk(MetadataChunk([]byte(glAR150JSON))); err != nil {
+		t.Fatalf("stock metadata refused: %v", err)
+	}
 }
