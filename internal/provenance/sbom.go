@@ -4,8 +4,10 @@
 //
 // Everything here is bytes in, bytes out, and deterministic: no clock (the
 // only time written comes from SOURCE_DATE_EPOCH), no randomness, lists
-// sorted, documents built from structs so key order is fixed. Two builds of
-// the same inputs produce the same SBOM and statement bytes; Ed25519 DSSE
+// sorted. The SBOM is cyclonedx-go's BOM, encoded by its encoder (structs,
+// so key order is fixed); the statement is in-toto's Go types, encoded in
+// canonical form (keys sorted, see canonicalJSON). Two builds of the same
+// inputs produce the same SBOM and statement bytes; Ed25519 DSSE
 // signatures are deterministic too.
 package provenance
 
@@ -14,7 +16,6 @@ import (
 	"crypto/sha256"
 	"debug/buildinfo"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -24,6 +25,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	cdx "github.com/CycloneDX/cyclonedx-go"
 
 	"github.com/torwrt/torwrt/internal/imagebuilder"
 	"github.com/torwrt/torwrt/internal/pkgdb"
@@ -81,71 +84,36 @@ var (
 	ibRefRE  = regexp.MustCompile(`^([a-z0-9][a-z0-9.:_/-]*?)(:[A-Za-z0-9_.-]+)?@sha256:([0-9a-f]{64})$`)
 )
 
-// CycloneDX 1.5 document shapes; field order is output order.
-type (
-	cdxBOM struct {
-		Schema       string          `json:"$schema"`
-		BOMFormat    string          `json:"bomFormat"`
-		SpecVersion  string          `json:"specVersion"`
-		SerialNumber string          `json:"serialNumber"`
-		Version      int             `json:"version"`
-		Metadata     cdxMetadata     `json:"metadata"`
-		Components   []cdxComponent  `json:"components"`
-		Dependencies []cdxDependency `json:"dependencies"`
-	}
-	cdxMetadata struct {
-		Timestamp  string        `json:"timestamp"`
-		Lifecycles []cdxPhase    `json:"lifecycles"`
-		Tools      cdxTools      `json:"tools"`
-		Component  cdxComponent  `json:"component"`
-		Properties []cdxProperty `json:"properties,omitempty"`
-	}
-	cdxPhase struct {
-		Phase string `json:"phase"`
-	}
-	cdxTools struct {
-		Components []cdxComponent `json:"components"`
-	}
-	cdxComponent struct {
-		Type        string         `json:"type"`
-		BOMRef      string         `json:"bom-ref,omitempty"`
-		Supplier    *cdxOrg        `json:"supplier,omitempty"`
-		Name        string         `json:"name"`
-		Version     string         `json:"version,omitempty"`
-		Description string         `json:"description,omitempty"`
-		Hashes      []cdxHash      `json:"hashes,omitempty"`
-		Licenses    []cdxLicense   `json:"licenses,omitempty"`
-		PURL        string         `json:"purl,omitempty"`
-		Properties  []cdxProperty  `json:"properties,omitempty"`
-		Components  []cdxComponent `json:"components,omitempty"`
-	}
-	cdxOrg struct {
-		Name string `json:"name"`
-	}
-	// cdxLicense names a license as the package declares it (OpenWrt's
-	// PKG_LICENSE, not always an SPDX id).
-	cdxLicense struct {
-		License cdxOrg `json:"license"`
-	}
-	cdxHash struct {
-		Alg     string `json:"alg"`
-		Content string `json:"content"`
-	}
-	cdxProperty struct {
-		Name  string `json:"name"`
-		Value string `json:"value"`
-	}
-	cdxDependency struct {
-		Ref       string   `json:"ref"`
-		DependsOn []string `json:"dependsOn"`
-	}
-)
+// The SBOM is built from cyclonedx-go's types and encoded for spec
+// version 1.5 by its own encoder (cdx.NewBOMEncoder, which is
+// encoding/json over those structs: fixed key order, no maps, no clock, no
+// random fields). The conversion to 1.5 deep-copies the BOM through
+// encoding/gob, which turns empty non-nil lists into absent ones; every
+// list here is either nil or non-empty, so nothing is lost. License and
+// tools are written by cyclonedx-go's own MarshalJSON methods, which
+// escape <, > and & as \u003c, \u003e and \u0026: the same string to a
+// JSON reader, and the same bytes every time.
+const sbomSpec = cdx.SpecVersion1_5
 
 // SBOM returns the CycloneDX 1.5 JSON SBOM of one image: the image itself
 // (metadata.component), the ImageBuilder image by digest, every installed
 // package with its version and, from the lock, its file's sha256, and the
 // router daemon with the Go modules and toolchain from its build info.
 func SBOM(in SBOMInput) ([]byte, error) {
+	bom, err := sbomDocument(in)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := cdx.NewBOMEncoder(&buf, cdx.BOMFileFormatJSON)
+	enc.SetPretty(true).SetEscapeHTML(false)
+	if err := enc.EncodeVersion(bom, sbomSpec); err != nil {
+		return nil, fmt.Errorf("provenance: encoding sbom of %s: %w", in.Image.Name, err)
+	}
+	return buf.Bytes(), nil
+}
+
+func sbomDocument(in SBOMInput) (*cdx.BOM, error) {
 	if err := checkSubject(in.Image); err != nil {
 		return nil, err
 	}
@@ -186,10 +154,10 @@ func SBOM(in SBOMInput) ([]byte, error) {
 	if tool == "" {
 		tool = "devel"
 	}
-	image := cdxComponent{
-		Type: "firmware", BOMRef: "image:" + in.Image.Name, Name: in.Image.Name, Version: in.Version,
+	image := cdx.Component{
+		Type: cdx.ComponentTypeFirmware, BOMRef: "image:" + in.Image.Name, Name: in.Image.Name, Version: in.Version,
 		Description: fmt.Sprintf("OpenWrt sysupgrade image for %s, profile %s", in.Board, in.Profile),
-		Hashes:      []cdxHash{{"SHA-256", in.Image.SHA256}},
+		Hashes:      sha256Hashes(in.Image.SHA256),
 		Properties: sortedProps(map[string]string{
 			"torwrt:profile":    in.Profile,
 			"torwrt:brand":      in.Brand,
@@ -201,71 +169,75 @@ func SBOM(in SBOMInput) ([]byte, error) {
 		}),
 	}
 	if in.Brand != "" {
-		image.Supplier = &cdxOrg{Name: in.Brand}
+		image.Supplier = &cdx.OrganizationalEntity{Name: in.Brand}
 	}
-	comps := []cdxComponent{ib}
+	comps := []cdx.Component{ib}
 	var pkgRefs []string
 	for _, pk := range installed {
-		c := cdxComponent{
-			Type: "library", BOMRef: "openwrt-package:" + pk.Name, Name: pk.Name, Version: pk.Version,
-			PURL: purlType + url.PathEscape(pk.Name) + "@" + url.PathEscape(pk.Version),
+		c := cdx.Component{
+			Type: cdx.ComponentTypeLibrary, BOMRef: "openwrt-package:" + pk.Name, Name: pk.Name, Version: pk.Version,
+			PackageURL: purlType + url.PathEscape(pk.Name) + "@" + url.PathEscape(pk.Version),
 		}
 		db, inDB := fromDB[pk.Name]
 		if db.License != "" {
-			c.Licenses = []cdxLicense{{License: cdxOrg{Name: db.License}}}
+			// The license as the package declares it (OpenWrt's
+			// PKG_LICENSE, not always an SPDX id), so by name.
+			c.Licenses = &cdx.Licenses{{License: &cdx.License{Name: db.License}}}
 		}
-		if l, ok := in.Lock.Package(pk.Name); ok {
-			arch := l.Arch
-			if inDB && db.Arch != "" {
-				arch = db.Arch
-			}
-			props := map[string]string{"torwrt:arch": arch}
-			if l.Bundled {
-				props["torwrt:bundled_in_imagebuilder"] = "true"
-			} else {
-				c.Hashes = []cdxHash{{"SHA-256", l.SHA256}}
-				props["torwrt:filename"] = l.Filename
-				props["torwrt:size"] = strconv.FormatInt(l.Size, 10)
-			}
-			if l.Version != pk.Version {
-				return nil, fmt.Errorf("%w: sbom of %s: %s installed at %s, the lock pins %s", ErrInput, in.Image.Name, pk.Name, pk.Version, l.Version)
-			}
-			if arch != "" {
-				c.PURL += "?arch=" + url.QueryEscape(arch)
-			}
-			c.Properties = sortedProps(props)
-		} else {
+		l, ok := in.Lock.Package(pk.Name)
+		if !ok {
 			return nil, fmt.Errorf("%w: sbom of %s: package %s is installed but not in the lock", ErrInput, in.Image.Name, pk.Name)
 		}
+		if l.Version != pk.Version {
+			return nil, fmt.Errorf("%w: sbom of %s: %s installed at %s, the lock pins %s", ErrInput, in.Image.Name, pk.Name, pk.Version, l.Version)
+		}
+		arch := l.Arch
+		if inDB && db.Arch != "" {
+			arch = db.Arch
+		}
+		props := map[string]string{"torwrt:arch": arch}
+		if l.Bundled {
+			props["torwrt:bundled_in_imagebuilder"] = "true"
+		} else {
+			c.Hashes = sha256Hashes(l.SHA256)
+			props["torwrt:filename"] = l.Filename
+			props["torwrt:size"] = strconv.FormatInt(l.Size, 10)
+		}
+		if arch != "" {
+			c.PackageURL += "?arch=" + url.QueryEscape(arch)
+		}
+		c.Properties = sortedProps(props)
 		comps = append(comps, c)
 		pkgRefs = append(pkgRefs, c.BOMRef)
 	}
 	comps = append(comps, daemon)
-	deps := []cdxDependency{
-		{Ref: image.BOMRef, DependsOn: sortedCopy(append([]string{ib.BOMRef, daemon.BOMRef}, pkgRefs...))},
-	}
 	var modRefs []string
-	for _, m := range daemon.Components {
-		modRefs = append(modRefs, m.BOMRef)
+	if daemon.Components != nil {
+		for _, m := range *daemon.Components {
+			modRefs = append(modRefs, m.BOMRef)
+		}
 	}
-	deps = append(deps, cdxDependency{Ref: daemon.BOMRef, DependsOn: sortedCopy(modRefs)})
-	bom := cdxBOM{
-		Schema:    "http://cyclonedx.org/schema/bom-1.5.schema.json",
-		BOMFormat: "CycloneDX", SpecVersion: "1.5",
+	deps := []cdx.Dependency{
+		{Ref: image.BOMRef, Dependencies: sortedCopy(append([]string{ib.BOMRef, daemon.BOMRef}, pkgRefs...))},
+		{Ref: daemon.BOMRef, Dependencies: sortedCopy(modRefs)},
+	}
+	return &cdx.BOM{
+		JSONSchema: "http://cyclonedx.org/schema/bom-1.5.schema.json",
+		BOMFormat:  cdx.BOMFormat, SpecVersion: sbomSpec,
 		SerialNumber: serialNumber(in.Image.SHA256),
 		Version:      1,
-		Metadata: cdxMetadata{
+		Metadata: &cdx.Metadata{
 			Timestamp:  time.Unix(in.SourceDateEpoch, 0).UTC().Format(time.RFC3339),
-			Lifecycles: []cdxPhase{{"build"}},
-			Tools: cdxTools{Components: []cdxComponent{{
-				Type: "application", Name: "imgbuild", Version: tool, Supplier: &cdxOrg{Name: "torwrt"},
+			Lifecycles: &[]cdx.Lifecycle{{Phase: cdx.LifecyclePhaseBuild}},
+			Tools: &cdx.ToolsChoice{Components: &[]cdx.Component{{
+				Type: cdx.ComponentTypeApplication, Name: "imgbuild", Version: tool,
+				Supplier: &cdx.OrganizationalEntity{Name: "torwrt"},
 			}}},
-			Component: image,
+			Component: &image,
 		},
-		Components:   comps,
-		Dependencies: deps,
-	}
-	return marshal(bom)
+		Components:   &comps,
+		Dependencies: &deps,
+	}, nil
 }
 
 // packagesSource says where the SBOM's package list was read.
@@ -276,22 +248,22 @@ func packagesSource(db *pkgdb.Installed) string {
 	return "/" + db.Path + " in the image (" + db.Manager + "), equal to the ImageBuilder .manifest"
 }
 
-func imageBuilderComponent(ref string) (cdxComponent, error) {
+func imageBuilderComponent(ref string) (cdx.Component, error) {
 	m := ibRefRE.FindStringSubmatch(ref)
 	if m == nil {
-		return cdxComponent{}, fmt.Errorf("%w: ImageBuilder %q is not pinned as registry/repo@sha256:<64 hex>", ErrInput, ref)
+		return cdx.Component{}, fmt.Errorf("%w: ImageBuilder %q is not pinned as registry/repo@sha256:<64 hex>", ErrInput, ref)
 	}
 	repo, digest := m[1], m[3]
 	name := repo
 	if i := strings.LastIndexByte(repo, '/'); i >= 0 {
 		name = repo[i+1:]
 	}
-	return cdxComponent{
-		Type: "container", BOMRef: "imagebuilder", Name: name, Version: "sha256:" + digest,
+	return cdx.Component{
+		Type: cdx.ComponentTypeContainer, BOMRef: "imagebuilder", Name: name, Version: "sha256:" + digest,
 		Description: "OpenWrt ImageBuilder image the firmware was assembled in",
-		Hashes:      []cdxHash{{"SHA-256", digest}},
-		PURL:        "pkg:oci/" + url.PathEscape(name) + "@" + url.PathEscape("sha256:"+digest) + "?repository_url=" + url.QueryEscape(repo),
-		Properties:  []cdxProperty{{"torwrt:ref", ref}},
+		Hashes:      sha256Hashes(digest),
+		PackageURL:  "pkg:oci/" + url.PathEscape(name) + "@" + url.PathEscape("sha256:"+digest) + "?repository_url=" + url.QueryEscape(repo),
+		Properties:  &[]cdx.Property{{Name: "torwrt:ref", Value: ref}},
 	}, nil
 }
 
@@ -307,10 +279,10 @@ func DaemonInfo(bin []byte) (*debug.BuildInfo, error) {
 	return bi, nil
 }
 
-func daemonComponent(bin []byte) (cdxComponent, error) {
+func daemonComponent(bin []byte) (cdx.Component, error) {
 	bi, err := DaemonInfo(bin)
 	if err != nil {
-		return cdxComponent{}, err
+		return cdx.Component{}, err
 	}
 	sum := sha256.Sum256(bin)
 	props := map[string]string{"torwrt:path": DaemonPath, "torwrt:go_version": bi.GoVersion, "torwrt:go_package": bi.Path}
@@ -320,17 +292,10 @@ func daemonComponent(bin []byte) (cdxComponent, error) {
 			props["torwrt:go_build:"+s.Key] = s.Value
 		}
 	}
-	c := cdxComponent{
-		Type: "application", BOMRef: "daemon", Name: "torwrt-verify", Version: bi.Main.Version,
-		Description: "torwrt's router daemon (cmd/verify), cross-compiled with " + bi.GoVersion,
-		Hashes:      []cdxHash{{"SHA-256", hex.EncodeToString(sum[:])}},
-		PURL:        "pkg:golang/" + bi.Main.Path + "@" + url.PathEscape(bi.Main.Version),
-		Properties:  sortedProps(props),
-	}
-	c.Components = append(c.Components, cdxComponent{
-		Type: "application", BOMRef: "go-toolchain", Name: "go", Version: strings.TrimPrefix(bi.GoVersion, "go"),
-		PURL: "pkg:golang/std@" + url.PathEscape(bi.GoVersion),
-	})
+	mods := []cdx.Component{{
+		Type: cdx.ComponentTypeApplication, BOMRef: "go-toolchain", Name: "go", Version: strings.TrimPrefix(bi.GoVersion, "go"),
+		PackageURL: "pkg:golang/std@" + url.PathEscape(bi.GoVersion),
+	}}
 	deps := append([]*debug.Module{}, bi.Deps...)
 	sort.Slice(deps, func(i, j int) bool { return deps[i].Path < deps[j].Path })
 	for _, d := range deps {
@@ -338,18 +303,29 @@ func daemonComponent(bin []byte) (cdxComponent, error) {
 		if d.Replace != nil {
 			m = d.Replace
 		}
-		mc := cdxComponent{
-			Type: "library", BOMRef: "go-module:" + d.Path, Name: d.Path, Version: m.Version,
-			PURL: "pkg:golang/" + m.Path + "@" + url.PathEscape(m.Version),
+		mc := cdx.Component{
+			Type: cdx.ComponentTypeLibrary, BOMRef: "go-module:" + d.Path, Name: d.Path, Version: m.Version,
+			PackageURL: "pkg:golang/" + m.Path + "@" + url.PathEscape(m.Version),
 		}
 		if m.Sum != "" {
 			// go.sum's h1: hash is SHA-256 over a file list, not over
 			// a file, so it is a property rather than a CycloneDX hash.
-			mc.Properties = []cdxProperty{{"torwrt:go_sum", m.Sum}}
+			mc.Properties = &[]cdx.Property{{Name: "torwrt:go_sum", Value: m.Sum}}
 		}
-		c.Components = append(c.Components, mc)
+		mods = append(mods, mc)
 	}
-	return c, nil
+	return cdx.Component{
+		Type: cdx.ComponentTypeApplication, BOMRef: "daemon", Name: "torwrt-verify", Version: bi.Main.Version,
+		Description: "torwrt's router daemon (cmd/verify), cross-compiled with " + bi.GoVersion,
+		Hashes:      sha256Hashes(hex.EncodeToString(sum[:])),
+		PackageURL:  "pkg:golang/" + bi.Main.Path + "@" + url.PathEscape(bi.Main.Version),
+		Properties:  sortedProps(props),
+		Components:  &mods,
+	}, nil
+}
+
+func sha256Hashes(hexDigest string) *[]cdx.Hash {
+	return &[]cdx.Hash{{Algorithm: cdx.HashAlgoSHA256, Value: hexDigest}}
 }
 
 func serialNumber(imageSHA256 string) string {
@@ -373,34 +349,32 @@ func checkSubject(s Subject) error {
 	return nil
 }
 
-func sortedProps(m map[string]string) []cdxProperty {
+// sortedProps turns m into properties sorted by name, leaving out empty
+// values; nil when none is left (an absent list, not an empty one).
+func sortedProps(m map[string]string) *[]cdx.Property {
 	keys := make([]string, 0, len(m))
 	for k, v := range m {
 		if v != "" {
 			keys = append(keys, k)
 		}
 	}
-	sort.Strings(keys)
-	out := make([]cdxProperty, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, cdxProperty{k, m[k]})
+	if len(keys) == 0 {
+		return nil
 	}
-	return out
+	sort.Strings(keys)
+	out := make([]cdx.Property, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, cdx.Property{Name: k, Value: m[k]})
+	}
+	return &out
 }
 
-func sortedCopy(s []string) []string {
+// sortedCopy returns s sorted, or nil for an empty s (see sbomSpec).
+func sortedCopy(s []string) *[]string {
+	if len(s) == 0 {
+		return nil
+	}
 	out := append([]string{}, s...)
 	sort.Strings(out)
-	return out
-}
-
-func marshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, fmt.Errorf("provenance: encoding: %w", err)
-	}
-	return buf.Bytes(), nil
+	return &out
 }
