@@ -39,9 +39,11 @@ real-ib:
 	./scripts/real-ib-e2e.sh
 
 lint:
-	@unformatted=$$(gofmt -l cmd internal); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	@unformatted=$$(gofmt -l cmd internal ci *.go); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
+	$(GO) tool staticcheck ./...
+	@dead=$$($(GO) tool deadcode -test ./...); if [ -n "$$dead" ]; then echo "unreachable code (deadcode -test):"; echo "$$dead"; exit 1; fi
 
 # Each fuzz target for a bounded time.
 fuzz:

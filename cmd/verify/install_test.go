@@ -29,17 +29,16 @@ const daemonUID = 64123
 // directory the daemon's uid can reach; and the daemon's side: a download
 // directory of daemonUID's and the real torwrt-verify binary to run as it.
 type installEnv struct {
-	h        *installHelper
-	dir      string
-	sock     string
-	sysLog   string // argv of every sysupgrade call
-	sums     string // sha256 of the file each sysupgrade call was given
-	dl       string // the daemon's download directory
-	bin      string // torwrt-verify, executable by daemonUID
-	keys     []*usign.SecretKey
-	good     []byte // signed image of build 43 for the board
-	evil     string // what the swapping sysupgrade stand-in writes over the daemon's file
-	swapPath string
+	h      *installHelper
+	dir    string
+	sock   string
+	sysLog string // argv of every sysupgrade call
+	sums   string // sha256 of the file each sysupgrade call was given
+	dl     string // the daemon's download directory
+	bin    string // torwrt-verify, executable by daemonUID
+	keys   []*usign.SecretKey
+	good   []byte // signed image of build 43 for the board
+	evil   string // what the swapping sysupgrade stand-in writes over the daemon's file
 }
 
 func newInstallEnv(t *testing.T) *installEnv {

@@ -43,12 +43,9 @@ func TestMain(m *testing.M) {
 }
 
 func goTool(t testing.TB) string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("go tool not found: %v", err)
+	p, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go tool not found in PATH: %v", err)
 	}
 	return p
 }

@@ -32,7 +32,8 @@ func TestUpdateRSS(t *testing.T) {
 		img := updatertest.Image(t, updatertest.ImageSpec{PayloadSize: mib << 20, Key: m.keys[0]})
 		m.publish(t, "image.bin", img, 42, 10)
 		img = nil
-		cfg, sysLog := m.writeConfig(t, nil)
+		// The first config is written for its sysupgrade log's path.
+		_, sysLog := m.writeConfig(t, nil)
 		hwm := filepath.Join(m.dir, "vmhwm")
 		stand := filepath.Join(m.dir, "sysupgrade-hwm")
 		script := "#!/bin/sh\necho \"$*\" >> '" + sysLog + "'\n" +
@@ -40,7 +41,7 @@ func TestUpdateRSS(t *testing.T) {
 		if err := os.WriteFile(stand, []byte(script), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		cfg, _ = m.writeConfig(t, map[string]any{"sysupgrade": stand})
+		cfg, _ := m.writeConfig(t, map[string]any{"sysupgrade": stand})
 		cmd := exec.Command(bin, "check", "--once", "--config", cfg)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -11,10 +11,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"io/fs"
-	"path"
-	"sort"
-	"strings"
 )
 
 // KeyID is apk's intrinsic key id: the first 16 bytes of SHA-512 over the
@@ -85,36 +81,6 @@ func NewKeyring(keys ...*PublicKey) *Keyring {
 
 // Add trusts p.
 func (k *Keyring) Add(p *PublicKey) { k.keys[p.ID] = p }
-
-// Len returns the number of keys.
-func (k *Keyring) Len() int { return len(k.keys) }
-
-// LoadKeyDir adds every *.pem file of dir in fsys (like /etc/apk/keys).
-func (k *Keyring) LoadKeyDir(fsys fs.FS, dir string) error {
-	ents, err := fs.ReadDir(fsys, dir)
-	if err != nil {
-		return err
-	}
-	names := []string{}
-	for _, e := range ents {
-		if !e.IsDir() && strings.HasSuffix(e.Name(), ".pem") {
-			names = append(names, e.Name())
-		}
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		b, err := fs.ReadFile(fsys, path.Join(dir, n))
-		if err != nil {
-			return err
-		}
-		p, err := ParsePublicKeyPEM(b)
-		if err != nil {
-			return fmt.Errorf("%s: %w", n, err)
-		}
-		k.Add(p)
-	}
-	return nil
-}
 
 // SecretKey is an apk signing key.
 type SecretKey struct {

@@ -387,7 +387,7 @@ func buildPackage(info PackageInfo, files []FileEntry, scripts map[string]string
 			}
 			fo := make([]uint32, 7)
 			fo[1] = w.str(path.Base(f.Path))
-			size := f.Size
+			var size uint64
 			switch {
 			case f.Mode&fs.ModeSymlink != 0:
 				fo[6] = w.blob(append(binary.LittleEndian.AppendUint16(nil, sIFLNK), f.Target...))

@@ -141,11 +141,6 @@ func Read(r io.Reader, lim Limits) (*Package, error) {
 	return read(context.Background(), r, lim)
 }
 
-// ReadContext is Read with cancellation between archive entries.
-func ReadContext(ctx context.Context, r io.Reader, lim Limits) (*Package, error) {
-	return read(ctx, r, lim)
-}
-
 // Open verifies that the file at path has the SHA-256 wantSHA256 (hex)
 // and only then parses it, so an unpinned file is never parsed.
 func Open(ctx context.Context, name, wantSHA256 string, lim Limits) (*Package, error) {

@@ -322,11 +322,11 @@ func ParseIndex(data []byte) ([]Entry, error) {
 		}
 		switch {
 		case !profile.ValidPackageName(cur.Package):
-			return fmt.Errorf("Packages line %d: invalid package name %q", line, cur.Package)
+			return fmt.Errorf("feed index (Packages) line %d: invalid package name %q", line, cur.Package)
 		case cur.Version == "" || cur.Filename == "" || len(cur.SHA256) != 64 || cur.Size <= 0:
-			return fmt.Errorf("Packages line %d: package %s lacks Version, Filename, Size or SHA256sum", line, cur.Package)
+			return fmt.Errorf("feed index (Packages) line %d: package %s lacks Version, Filename, Size or SHA256sum", line, cur.Package)
 		case strings.ContainsAny(cur.Filename, "/\\") || strings.HasPrefix(cur.Filename, "."):
-			return fmt.Errorf("Packages line %d: package %s has file name %q", line, cur.Package, cur.Filename)
+			return fmt.Errorf("feed index (Packages) line %d: package %s has file name %q", line, cur.Package, cur.Filename)
 		}
 		cur.Raw = strings.Join(raw, "\n")
 		out = append(out, cur)
@@ -351,7 +351,7 @@ func ParseIndex(data []byte) ([]Entry, error) {
 		}
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
-			return nil, fmt.Errorf("Packages line %d: %q is not a field", n, line)
+			return nil, fmt.Errorf("feed index (Packages) line %d: %q is not a field", n, line)
 		}
 		v = strings.TrimSpace(v)
 		switch k {
@@ -370,7 +370,7 @@ func ParseIndex(data []byte) ([]Entry, error) {
 		case "Size":
 			s, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
-				return nil, fmt.Errorf("Packages line %d: size %q", n, v)
+				return nil, fmt.Errorf("feed index (Packages) line %d: size %q", n, v)
 			}
 			cur.Size = s
 		}

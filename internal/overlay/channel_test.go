@@ -157,7 +157,7 @@ func TestBrandCountryAndChannel(t *testing.T) {
 
 	// The stable manifest, validly signed by the brand's keys: refused.
 	publish("stable", 10)
-	res, err := u.Check(t.Context())
+	_, err = u.Check(t.Context())
 	if !errors.Is(err, updater.ErrWrongChannel) {
 		t.Fatalf("stable manifest on a beta router: %v", err)
 	}
@@ -172,7 +172,7 @@ func TestBrandCountryAndChannel(t *testing.T) {
 	// Its own channel's manifest (a lower sequence: the refused one did
 	// not move the replay floor) is accepted.
 	publish("beta", 9)
-	if res, err = u.Check(t.Context()); err != nil || res.Status != updater.StatusUpToDate {
+	if res, err := u.Check(t.Context()); err != nil || res.Status != updater.StatusUpToDate {
 		t.Fatalf("beta manifest on a beta router: %v %+v", err, res)
 	}
 }

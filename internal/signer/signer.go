@@ -224,23 +224,6 @@ func PublicKeyPEM(pub crypto.PublicKey) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }
 
-// ParsePublicKeyPEM reads a PKIX "PUBLIC KEY" PEM block holding an Ed25519
-// or ECDSA P-256 key.
-func ParsePublicKeyPEM(data []byte) (crypto.PublicKey, error) {
-	b, _ := pem.Decode(data)
-	if b == nil || b.Type != "PUBLIC KEY" {
-		return nil, fmt.Errorf("%w: want a PEM \"PUBLIC KEY\" block", ErrUnsupportedKey)
-	}
-	pub, err := x509.ParsePKIXPublicKey(b.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("signer: public key: %w", err)
-	}
-	if _, err := algorithmOf(pub); err != nil {
-		return nil, err
-	}
-	return pub, nil
-}
-
 // Verify checks a signature made by a key of the given public key with the
 // same scheme Sign uses.
 func Verify(pub crypto.PublicKey, msg, sig []byte) error {

@@ -157,28 +157,6 @@ func (m *metaReader) read(p []byte) error {
 	return nil
 }
 
-func (m *metaReader) skip(n int64) error {
-	for n > 0 {
-		if m.off == len(m.block.data) {
-			b, err := m.f.metaBlockAt(m.t, m.block.next)
-			if err != nil {
-				return err
-			}
-			m.pos, m.block, m.off = m.block.next, b, 0
-		}
-		k := min(n, int64(len(m.block.data)-m.off))
-		m.off += int(k)
-		n -= k
-	}
-	return nil
-}
-
-func (m *metaReader) u16() (uint16, error) {
-	var b [2]byte
-	err := m.read(b[:])
-	return binary.LittleEndian.Uint16(b[:]), err
-}
-
 func (m *metaReader) u32() (uint32, error) {
 	var b [4]byte
 	err := m.read(b[:])

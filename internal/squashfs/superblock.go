@@ -61,11 +61,6 @@ const (
 
 var compNames = map[uint16]string{compGzip: "gzip", compLZMA: "lzma", compLZO: "lzo", compXZ: "xz", compLZ4: "lz4", compZstd: "zstd"}
 
-// Superblock flags this reader looks at.
-const (
-	flagCompressorOptions = 0x0400
-)
-
 // Superblock holds the fields of a squashfs 4.0 superblock.
 type Superblock struct {
 	InodeCount    uint32

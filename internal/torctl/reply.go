@@ -142,9 +142,7 @@ func ReadReply(br *bufio.Reader) (*Reply, error) {
 				if d == "." {
 					break
 				}
-				if strings.HasPrefix(d, ".") {
-					d = d[1:]
-				}
+				d = strings.TrimPrefix(d, ".")
 				line.Data = append(line.Data, d)
 			}
 		default:

@@ -277,6 +277,7 @@ func (fs *feedSet) resolve(ti *siminfo.TargetInfo, p *siminfo.Profile, packages 
 				// opkg's own wording, which torwrt's diagnosis reads.
 				return nil, fmt.Errorf("cannot install package %s: it depends on %s, which no feed in repositories.conf provides\n * pkg_hash_check_unresolved: cannot find dependency %s for %s", from, n, n, from)
 			}
+			//lint:ignore ST1005 opkg's own words, which torwrt's Diagnose reads
 			return nil, fmt.Errorf("cannot install package %s: unknown package (no feed in repositories.conf provides it)\n * opkg_install_cmd: Cannot install package %s.\n * Unknown package '%s'.", n, n, n)
 		}
 		selected[n] = pk
