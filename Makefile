@@ -16,7 +16,7 @@ export GOTOOLCHAIN := local
 deps:
 	@./scripts/install-deps.sh
 
-.PHONY: all deps build test lint fuzz demo real real-ib bench bench-build release clean
+.PHONY: all deps build test lint fuzz demo real real-ib bench bench-build bench-build-sim release clean
 
 all: build
 
@@ -66,6 +66,10 @@ bench:
 
 bench-build:
 	./scripts/bench-build.sh
+
+# The step cache and --all against the simulated ImageBuilder.
+bench-build-sim:
+	MODE=simulated ./scripts/bench-build.sh
 
 release:
 	./ci/release.sh

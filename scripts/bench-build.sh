@@ -14,10 +14,51 @@
 # and prints warm/bare and cold/bare ratios. A ratio, not a timed test: the
 # numbers move with the machine, the ratio says what imgbuild costs.
 # Needs root (podman). PROFILE defaults to gl-mt300a-lede17.
+#
+# MODE=simulated (make bench-build-sim) instead measures the step cache and
+# --all against the SIMULATED ImageBuilder (podman, no network), side by
+# side in one run: a cold build of each default profile, a warm no-op
+# rebuild, a rebuild with one changed overlay file (--country: the radios'
+# config), and --all against the slowest single profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 export GOTOOLCHAIN=local
+
+if [ "${MODE:-}" = simulated ]; then
+  tmp=$(mktemp -d /tmp/torwrt-bench-sim.XXXXXX)
+  trap 'rm -rf "$tmp"' EXIT
+  now() { date +%s.%N; }
+  ib=$tmp/imgbuild
+  go build -trimpath -o "$ib" ./cmd/imgbuild
+  "$ib" keygen -o "$tmp/k" >/dev/null
+  # $1 = label, $2 = cache, $3 = out, rest = build flags; prints seconds.
+  run() {
+    local label=$1 cache=$2 out=$3; shift 3
+    local s e
+    s=$(now)
+    "$ib" build --simulated-ib --engine podman --key "$tmp/k.sec" --release-keys "$tmp/k.pub" \
+      --cache "$cache" --out "$out" "$@" >"$tmp/$label.out" 2>"$tmp/$label.log"
+    e=$(now)
+    echo "$e - $s" | bc
+  }
+  steps() { sed -n 's/.*built in [^ ]* (\(.*\))$/\1/p' "$tmp/$1.log" | head -1; }
+  cold_ar=$(run cold-ar150 "$tmp/c1" "$tmp/d1" --profile gl-ar150)
+  cold_mt=$(run cold-mt300a "$tmp/c2" "$tmp/d2" --profile gl-mt300a)
+  warm=$(run warm "$tmp/c1" "$tmp/d3" --profile gl-ar150)
+  overlay=$(run overlay "$tmp/c1" "$tmp/d4" --profile gl-ar150 --country SE)
+  all=$(run all "$tmp/c3" "$tmp/d5" --all)
+  slowest=$(printf '%s\n%s\n' "$cold_ar" "$cold_mt" | sort -g | tail -1)
+  printf 'SIMULATED ImageBuilder, podman %s, %s CPUs (times include the simulated IB setup)\n' "$(podman --version | cut -d' ' -f3)" "$(nproc)"
+  printf 'cold gl-ar150                 %6.2fs  [%s]\n' "$cold_ar" "$(steps cold-ar150)"
+  printf 'cold gl-mt300a                %6.2fs  [%s]\n' "$cold_mt" "$(steps cold-mt300a)"
+  printf 'warm no-op gl-ar150           %6.2fs  (target <= 2s)  [%s]\n' "$warm" "$(steps warm)"
+  printf 'one changed overlay file      %6.2fs  = %.2fx cold (target <= 0.3x)  [%s]\n' "$overlay" "$(echo "scale=3; $overlay / $cold_ar" | bc)" "$(steps overlay)"
+  printf -- '--all, cold                   %6.2fs  = %.2fx the slowest single profile (target <= 1.2x)\n' "$all" "$(echo "scale=3; $all / $slowest" | bc)"
+  cmp -s "$tmp/d1/gl-ar150/sha256sums" "$tmp/d3/gl-ar150/sha256sums" && echo "warm rebuild: dist/gl-ar150 sha256sums identical to the cold build's"
+  cmp -s "$tmp"/d1/gl-ar150/*-sysupgrade.bin "$tmp"/d5/gl-ar150/*-sysupgrade.bin && echo "--all: the gl-ar150 image is identical to the single build's (its provenance records the other command line)"
+  exit 0
+fi
 PROFILE=${PROFILE:-gl-mt300a-lede17}
 RUNS=${RUNS:-3}
 for tool in podman runc signify-openbsd bc python3; do

@@ -85,7 +85,9 @@ build() { # $1 = name, $2 = umask, $3 = TZ
     cd "$work/$1/cwd"
     umask "$2"
     export TZ=$3 TMPDIR=$work/$1/tmp
-    "$ib" build --root "$root" --profile "$PROFILE" --engine podman \
+    # --no-step-cache: this build runs make image again rather than
+    # replaying the first build's result from the step cache.
+    "$ib" build --root "$root" --profile "$PROFILE" --engine podman --no-step-cache \
       --key "$root/.cache/real-ib/release.sec" --release-keys "$root/.cache/real-ib/release.pub" \
       --out "$work/$1/dist"
   )

@@ -8,7 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/torwrt/torwrt/internal/brand"
 	"github.com/torwrt/torwrt/internal/build"
@@ -117,12 +120,16 @@ type cacheOptions struct {
 	cache    string
 	workDir  string
 	keepWork bool
+	noSteps  bool
 }
 
 func (o *cacheOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.cache, "cache", "", "cache directory for images and packages (default: $XDG_CACHE_HOME/torwrt or ~/.cache/torwrt)")
 	fs.StringVar(&o.workDir, "work-dir", "", "scratch directory (default: a fresh temporary directory)")
 	fs.BoolVar(&o.keepWork, "keep-work", false, "keep the scratch directory for inspection")
+	if fs.Name() == "imgbuild build" {
+		fs.BoolVar(&o.noSteps, "no-step-cache", false, "run every step (compile, make image) even when the step cache holds its result, and store nothing: a reproducibility check builds this way")
+	}
 }
 
 func (o *cacheOptions) dir(e env) string {
@@ -149,15 +156,12 @@ func (o *signerOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.releaseKeys, "release-keys", "", "usign .pub file, or directory of them, shipped in the image instead of the brand's keys (development and demos)")
 }
 
-func (o *signerOptions) signer(ctx context.Context, e env) (imagesig.Signer, error) {
+// signer opens the release key (openImageKey); the caller closes it.
+func (o *signerOptions) signer(ctx context.Context, e env) (signer.Signer, error) {
 	if o.key == "" {
 		return nil, usagef("want --key RELEASE.sec (a usign key file, a PEM file, pkcs11:… or a KMS URI; make a throwaway one with: imgbuild keygen -o /tmp/k)")
 	}
-	s, err := signer.Open(ctx, o.key, signer.Options{Getenv: e.getenv})
-	if err != nil {
-		return nil, err
-	}
-	return signer.Usign(ctx, s)
+	return openImageKey(ctx, e, o.key)
 }
 
 func (o *signerOptions) keys(b *brand.Brand) ([]*usign.PublicKey, error) {
@@ -205,6 +209,8 @@ type buildOptions struct {
 	buildNumber uint64
 	packageDirs stringList
 	verbose     bool
+	until       string
+	jobs        int
 }
 
 // addVerboseFlag adds --verbose and its short form -v.
@@ -238,6 +244,8 @@ func runBuild(ctx context.Context, e env, args []string) error {
 	fs.Var(&o.packageDirs, "package-dir", "directory of package files to use before downloading (repeatable)")
 	country := fs.String("country", "", "Wi-Fi country, ISO 3166-1 alpha-2 (e.g. DE): overrides the brand's; a build needs one")
 	o.buildKeyFlags.addFlags(fs)
+	fs.StringVar(&o.until, "until", "", "stop after this step and keep the work directory with what it produced: "+strings.Join(build.Steps, ", "))
+	fs.IntVar(&o.jobs, "jobs", defaultJobs(), "profiles built at the same time (--all); each make image runs mksquashfs on one CPU")
 	addVerboseFlag(fs, &o.verbose)
 	rest, err := parseFlags(fs, args)
 	if err != nil {
@@ -245,6 +253,12 @@ func runBuild(ctx context.Context, e env, args []string) error {
 	}
 	if len(rest) != 0 {
 		return usagef("unexpected arguments %q", rest)
+	}
+	if o.until != "" && !slices.Contains(build.Steps, o.until) {
+		return usagef("--until %q: want one of %s", o.until, strings.Join(build.Steps, ", "))
+	}
+	if o.jobs < 1 {
+		return usagef("--jobs %d: want at least 1", o.jobs)
 	}
 	profiles, err := o.resolve()
 	if err != nil {
@@ -267,6 +281,7 @@ func runBuild(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer imageSigner.Close()
 	keys, err := o.keys(b)
 	if err != nil {
 		return err
@@ -292,26 +307,51 @@ func runBuild(ctx context.Context, e env, args []string) error {
 		pkgDirs = append(pkgDirs, sim.PackageDirs...)
 		mirrors = sim.Mirrors
 	}
-	var reports []*build.Report
-	for _, p := range profiles {
+	// Profiles build in parallel, at most --jobs at a time, each in its
+	// own work directory; results are collected by profile, in order.
+	reports := make([]*build.Result, len(profiles))
+	errs := make([]error, len(profiles))
+	sem := make(chan struct{}, o.jobs)
+	var wg sync.WaitGroup
+	for i, p := range profiles {
 		l := locks[p.ID]
 		if l == nil {
 			if l, err = p.LoadLock(); err != nil {
 				return err
 			}
 		}
-		rep, err := build.Run(ctx, build.Options{
+		work := o.workDir
+		if work != "" && len(profiles) > 1 {
+			work = filepath.Join(work, p.ID)
+		}
+		opts := build.Options{
 			Root: o.src.moduleDir(), Profile: p, Lock: l, Brand: b, OutDir: o.out, CacheDir: cacheDir,
-			WorkDir: o.workDir, KeepWork: o.keepWork, Engine: o.engine, Signer: imageSigner,
+			WorkDir: work, KeepWork: o.keepWork, NoStepCache: o.noSteps, Until: o.until, Engine: o.engine, Signer: imageSigner,
 			ReleaseKeys: keys, BuildKey: buildKey, PackageSources: pkgDirs, Simulated: o.simulated,
 			InsecureRegistry: o.simulated, RegistryMirrors: mirrors, ToolVersion: toolVersion(), Version: o.version, Build: o.buildNumber, Country: *country, Progress: pr,
 			Invocation: redactedInvocation(args), BuilderID: e.getenv("TORWRT_BUILDER_ID"),
 			SourceRepo: "https://github.com/torwrt/torwrt", SourceCommit: o.src.sourceCommit(ctx),
-		})
-		if err != nil {
-			return err
 		}
-		reports = append(reports, rep)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			reports[i], errs[i] = build.Run(ctx, opts)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if o.until != "" {
+		if o.json {
+			return setResult(e, newBuildResult(reports))
+		}
+		for _, r := range reports {
+			fmt.Fprintf(e.stdout, "%s: stopped after %s; its outputs are in %s\n", r.Profile, r.StoppedAfter, r.WorkDir)
+		}
+		return nil
 	}
 	if o.json {
 		return setResult(e, newBuildResult(reports))
@@ -326,3 +366,8 @@ func runBuild(ctx context.Context, e env, args []string) error {
 	}
 	return nil
 }
+
+// defaultJobs is how many profiles build at once: one per CPU. `make
+// image` is mostly single-threaded (mksquashfs is pinned to one CPU), so
+// two profiles on two cores overlap almost fully.
+func defaultJobs() int { return max(1, runtime.NumCPU()) }

@@ -9,6 +9,7 @@ import (
 	"github.com/torwrt/torwrt/internal/brand"
 	"github.com/torwrt/torwrt/internal/build"
 	"github.com/torwrt/torwrt/internal/cliout"
+	"github.com/torwrt/torwrt/internal/dist"
 	"github.com/torwrt/torwrt/internal/fwimage"
 	"github.com/torwrt/torwrt/internal/ibarchive"
 	"github.com/torwrt/torwrt/internal/imagesig"
@@ -103,7 +104,7 @@ var errorCodes = []struct {
 		ucert.ErrMalformed, usign.ErrMalformed, manifest.ErrMalformed, manifest.ErrBadSchema, release.ErrKeyList,
 		ibarchive.ErrCorrupt, ibarchive.ErrUnsafePath, ibarchive.ErrSpecialFile, ibarchive.ErrTopDir}},
 	{cliout.CodeInsecureKey, []error{usign.ErrInsecureKeyFile, signer.ErrInsecureKeyFile}},
-	{cliout.CodeKeyType, []error{signer.ErrUnsupportedKey, signer.ErrBadURI, errPublicKey}},
+	{cliout.CodeKeyType, []error{signer.ErrUnsupportedKey, signer.ErrBadURI}},
 	{cliout.CodeNoLock, []error{profile.ErrNoLock}},
 	{cliout.CodeConfig, []error{manifest.ErrConfig}},
 	{cliout.CodeNotFound, []error{fs.ErrNotExist, profile.ErrNotFound, brand.ErrNotFound}},
@@ -136,7 +137,6 @@ var (
 	errDiffer       = errors.New("images differ")
 	errStale        = errors.New("locks are stale")
 	errInvalidBrand = errors.New("brand has problems")
-	errPublicKey    = errors.New("is a usign public key; signing needs the secret key")
 )
 
 // chunkJSON is a chunk as every document shows it.
@@ -152,18 +152,27 @@ type buildResult struct {
 }
 
 type buildReport struct {
-	*build.Report
+	*dist.Report
 	SignedBy cliout.Key `json:"signed_by"`
-	// DistDir and Timings belong to this run, so build-report.json
-	// leaves them out (it is reproducible); the document has them.
-	DistDir string            `json:"dist_dir"`
-	Timings map[string]string `json:"timings"`
+	// DistDir, Timings and Cached belong to this run, so
+	// build-report.json leaves them out (it is reproducible); the
+	// document has them. Cached lists the steps replayed from the step
+	// cache; StoppedAfter and WorkDir are set by --until.
+	DistDir      string            `json:"dist_dir"`
+	Timings      map[string]string `json:"timings"`
+	Cached       []string          `json:"cached,omitempty"`
+	StoppedAfter string            `json:"stopped_after,omitempty"`
+	WorkDir      string            `json:"work_dir,omitempty"`
 }
 
-func newBuildResult(reports []*build.Report) buildResult {
+func newBuildResult(reports []*build.Result) buildResult {
 	res := buildResult{Builds: []buildReport{}}
 	for _, r := range reports {
-		res.Builds = append(res.Builds, buildReport{Report: r, SignedBy: cliout.Key{Fingerprint: r.SignedBy}, DistDir: r.DistDir, Timings: r.Timings})
+		b := buildReport{Report: r.Report, SignedBy: cliout.Key{Fingerprint: r.SignedBy}, DistDir: r.DistDir, Timings: r.Timings, Cached: r.Cached}
+		if r.StoppedAfter != "" {
+			b.StoppedAfter, b.WorkDir = r.StoppedAfter, r.WorkDir
+		}
+		res.Builds = append(res.Builds, b)
 	}
 	return res
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/torwrt/torwrt/internal/build"
 )
 
 // TestBuildProgressOutput runs a real build (the simulated ImageBuilder in
@@ -37,13 +39,13 @@ func TestBuildProgressOutput(t *testing.T) {
 		t.Errorf("stdout is not one successful --json document (%v):\n%s", err, stdout)
 	}
 	lines := strings.Split(stderr, "\n")
-	for _, step := range []string{"fetch", "compile", "render", "run", "post", "outputs"} {
+	for _, step := range build.Steps {
 		re := regexp.MustCompile(`^\[gl-ar150\] ` + step + ` [0-9.]+(ms|s)$|^\[gl-ar150\] ` + step + ` [0-9]+m[0-9]{2}s$`)
 		if !slices.ContainsFunc(lines, re.MatchString) {
 			t.Errorf("no line %s on stderr:\n%s", re, stderr)
 		}
 	}
-	total := regexp.MustCompile(`^\[gl-ar150\] built in [0-9.]+m?[0-9]*s \(fetch .*, outputs [0-9.]+m?s\)$`)
+	total := regexp.MustCompile(`^\[gl-ar150\] built in [0-9.]+m?[0-9]*s \(resolve .*, write [0-9.]+m?s\)$`)
 	if !slices.ContainsFunc(lines, total.MatchString) {
 		t.Errorf("no summary line %s on stderr:\n%s", total, stderr)
 	}

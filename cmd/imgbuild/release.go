@@ -22,6 +22,7 @@ import (
 	_ "github.com/sigstore/sigstore/pkg/signature/kms/hashivault"
 
 	"github.com/torwrt/torwrt/internal/cliout"
+	distfiles "github.com/torwrt/torwrt/internal/dist"
 	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/manifest"
 	"github.com/torwrt/torwrt/internal/provenance"
@@ -170,14 +171,6 @@ func readKeysDir(dir string) (*usign.Keyring, error) {
 		return nil, fmt.Errorf("key directory %s: %w", dir, err)
 	}
 	return kr, nil
-}
-
-// openKey opens --key through internal/signer.
-func openKey(ctx context.Context, e env, ref string) (signer.Signer, error) {
-	if ref == "" {
-		return nil, usagef("want --key (a .sec or .pem file, pkcs11: URI or KMS URI)")
-	}
-	return signer.Open(ctx, ref, signer.Options{Getenv: e.getenv})
 }
 
 func rejectIf(err error, sentinels ...error) error {
@@ -332,10 +325,10 @@ func releaseSign(ctx context.Context, e env, args []string) error {
 	}
 	if o.json {
 		return setResult(e, releaseSignResult{Kind: res.Kind, PayloadSHA256: res.Digest, Key: cliout.Key{Fingerprint: res.KeyID},
-			Algorithm: string(s.Algorithm()), Detached: detached, Signatures: res.Signatures, Wrote: wrote})
+			Algorithm: string(keyAlgorithm(s)), Detached: detached, Signatures: res.Signatures, Wrote: wrote})
 	}
 	fmt.Fprintf(e.stdout, "signed %s %s with key %s (%s); payload sha256 %s; %d usign signatures on it\n",
-		res.Kind, file, res.KeyID, s.Algorithm(), res.Digest, res.Signatures)
+		res.Kind, file, res.KeyID, keyAlgorithm(s), res.Digest, res.Signatures)
 	if detached {
 		fmt.Fprintf(e.stdout, "check: cosign verify-blob --key %s --signature %s --insecure-ignore-tlog=true %s\n", wrote[2], wrote[1], wrote[0])
 	}
@@ -568,7 +561,7 @@ func releaseAttest(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var signers []provenance.DSSESigner
+	var signers []signer.Signer
 	for _, k := range keys {
 		s, err := openKey(ctx, e, k)
 		if err != nil {
@@ -593,7 +586,7 @@ func releaseAttest(ctx context.Context, e env, args []string) error {
 			fmt.Fprintf(e.stdout, "  note: %s\n", n)
 		}
 		fmt.Fprintf(e.stdout, "  check: cosign verify-blob --key %s --signature %s --insecure-ignore-tlog=true %s\n",
-			filepath.Join(dist, a.Profile, release.CosignPubFile), filepath.Join(dist, a.Profile, a.Image+release.CosignSuffix), filepath.Join(dist, a.Profile, a.Image))
+			filepath.Join(dist, a.Profile, distfiles.CosignPubFile), filepath.Join(dist, a.Profile, a.Image+distfiles.CosignSuffix), filepath.Join(dist, a.Profile, a.Image))
 	}
 	return nil
 }
@@ -633,12 +626,12 @@ func releasePubkey(ctx context.Context, e env, args []string) error {
 		up.Comment = "torwrt release key " + s.KeyID()
 		pubFile = up.Marshal()
 	}
-	res := releasePubkeyResult{Key: cliout.Key{Fingerprint: s.KeyID()}, Algorithm: string(s.Algorithm()), Usign: string(pubFile), PEM: string(pemKey), Wrote: []string{}}
+	res := releasePubkeyResult{Key: cliout.Key{Fingerprint: s.KeyID()}, Algorithm: string(keyAlgorithm(s)), Usign: string(pubFile), PEM: string(pemKey), Wrote: []string{}}
 	if out == "" {
 		if o.json {
 			return setResult(e, res)
 		}
-		fmt.Fprintf(e.stdout, "key %s (%s)\n%s%s", s.KeyID(), s.Algorithm(), pubFile, pemKey)
+		fmt.Fprintf(e.stdout, "key %s (%s)\n%s%s", s.KeyID(), keyAlgorithm(s), pubFile, pemKey)
 		return nil
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
@@ -657,7 +650,7 @@ func releasePubkey(ctx context.Context, e env, args []string) error {
 	if o.json {
 		return setResult(e, res)
 	}
-	fmt.Fprintf(e.stdout, "wrote the public key of %s (%s) to %s\n", s.KeyID(), s.Algorithm(), out)
+	fmt.Fprintf(e.stdout, "wrote the public key of %s (%s) to %s\n", s.KeyID(), keyAlgorithm(s), out)
 	return nil
 }
 

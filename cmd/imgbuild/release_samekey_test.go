@@ -10,11 +10,6 @@ import (
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
-type usignSigner struct{ k *usign.SecretKey }
-
-func (s usignSigner) Fingerprint() usign.Fingerprint                 { return s.k.Fingerprint }
-func (s usignSigner) SignMessage(m []byte) (*usign.Signature, error) { return s.k.Sign(m) }
-
 // TestReleaseVerifyOneKeyTwice performs the attack on `imgbuild release
 // verify`: one key pair is written into the trusted key directory twice,
 // under two fingerprints, and signs the manifest as both. A 2-of-N check
@@ -42,7 +37,11 @@ func TestReleaseVerifyOneKeyTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []*usign.SecretKey{alice, &twin} {
-		if err := manifest.Sign(env, usignSigner{k}); err != nil {
+		sig, err := k.Sign(env.Signed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := env.AddSignature(sig); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -13,8 +13,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/torwrt/torwrt/internal/dist"
 	"github.com/torwrt/torwrt/internal/fwimage"
-	"github.com/torwrt/torwrt/internal/imagesig"
+	"github.com/torwrt/torwrt/internal/imagesig/imagesign"
 	"github.com/torwrt/torwrt/internal/manifest"
 	"github.com/torwrt/torwrt/internal/provenance"
 	"github.com/torwrt/torwrt/internal/release"
@@ -65,8 +66,8 @@ func relKeys(t *testing.T, dir string, names ...string) (string, []relKey) {
 // relDist writes one built profile as internal/build does.
 func relDist(t *testing.T, imageKey *usign.SecretKey) string {
 	t.Helper()
-	dist := t.TempDir()
-	dir := filepath.Join(dist, "gl-ar150")
+	distDir := t.TempDir()
+	dir := filepath.Join(distDir, "gl-ar150")
 	os.MkdirAll(dir, 0o755)
 	name := "torwrt-0.1.0-gl-ar150-squashfs-sysupgrade.bin"
 	meta := `{"metadata_version":"1.1","compat_version":"1.0","supported_devices":["glinet,gl-ar150"],"version":{"dist":"OpenWrt","version":"24.10.3","revision":"r1","target":"ath79/generic","board":"glinet_gl-ar150"}}` + "\n"
@@ -74,7 +75,11 @@ func relDist(t *testing.T, imageKey *usign.SecretKey) string {
 	fwimage.AppendChunk(&unsigned, bytes.NewReader(bytes.Repeat([]byte("image "), 5000)), fwimage.TypeMetadata, fwimage.MetadataChunk([]byte(meta)))
 	img := filepath.Join(dir, name)
 	os.WriteFile(img, unsigned.Bytes(), 0o644)
-	res, err := imagesig.SignFile(img, img, imagesig.KeySigner{Key: imageKey})
+	sg, err := signer.FromUsign(imageKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := imagesign.SignFile(t.Context(), img, img, sg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +88,8 @@ func relDist(t *testing.T, imageKey *usign.SecretKey) string {
 		"profile": "gl-ar150", "channel": "stable", "version": "0.1.0", "image": name, "image_sha256": res.SHA256, "image_size": fi.Size(),
 		"board": "glinet,gl-ar150", "packages": []string{"tor 0.4.8.13-r1"}, "signed_by": res.Key,
 	})
-	os.WriteFile(filepath.Join(dir, release.ReportFile), rep, 0o644)
-	return dist
+	os.WriteFile(filepath.Join(dir, dist.ReportFile), rep, 0o644)
+	return distDir
 }
 
 func mustRun(t *testing.T, envv map[string]string, args ...string) {
@@ -103,17 +108,17 @@ func mustOK(t *testing.T, code int, out, errs string) {
 func TestReleaseCLI(t *testing.T) {
 	dir := t.TempDir()
 	pub, ks := relKeys(t, dir, "alice", "bob", "carol")
-	dist := relDist(t, ks[0].key)
-	man := filepath.Join(dist, "release.json")
+	distDir := relDist(t, ks[0].key)
+	man := filepath.Join(distDir, "release.json")
 	at := []string{"--at", "2025-06-02T00:00:00Z"}
 
-	code, out, errs := relRun(t, nil, "release", "prepare", "--dist", dist, "--sequence", "4", "--issued-at", "2025-06-01T00:00:00Z")
+	code, out, errs := relRun(t, nil, "release", "prepare", "--dist", distDir, "--sequence", "4", "--issued-at", "2025-06-01T00:00:00Z")
 	mustOK(t, code, out, errs)
 	if !strings.Contains(out, "payload sha256 ") {
 		t.Fatalf("prepare output: %s", out)
 	}
 	mustRun(t, nil, "release", "sign", "--key", ks[0].sec, "--keys", pub, man)
-	if code, _, errs := relRun(t, nil, append([]string{"release", "verify", "--threshold", "2", "--keys", pub, "--dist", dist, man}, at...)...); code != exitRejected {
+	if code, _, errs := relRun(t, nil, append([]string{"release", "verify", "--threshold", "2", "--keys", pub, "--dist", distDir, man}, at...)...); code != exitRejected {
 		t.Fatalf("1-of-3 verify: exit %d, want %d (%s)", code, exitRejected, errs)
 	}
 	signedOnce, _ := os.ReadFile(man)
@@ -170,7 +175,7 @@ func TestReleaseCLI(t *testing.T) {
 	// Bob checks the digest announced by prepare and signs: 2-of-3.
 	in, _ := release.Inspect(signedOnce)
 	mustRun(t, nil, "release", "sign", "--key", ks[1].sec, "--keys", pub, "--expect-sha256", in.Digest, man)
-	code, out, errs = relRun(t, nil, append([]string{"release", "verify", "--threshold", "2", "--keys", pub, "--dist", dist, man}, at...)...)
+	code, out, errs = relRun(t, nil, append([]string{"release", "verify", "--threshold", "2", "--keys", pub, "--dist", distDir, man}, at...)...)
 	mustOK(t, code, out, errs)
 	if code, _, _ := relRun(t, nil, append([]string{"release", "verify", "--threshold", "3", "--keys", pub, man}, at...)...); code != exitRejected {
 		t.Fatalf("2 signatures met threshold 3: exit %d", code)
@@ -207,8 +212,8 @@ func TestReleaseCLI(t *testing.T) {
 		mustRun(t, nil, "release", "verify", "--root", root, v2)
 		// A manifest signed by alice and the revoked carol: accepted by
 		// the old list, refused by the rotated one.
-		m2 := filepath.Join(dist, "release-2.json")
-		mustRun(t, nil, "release", "prepare", "--dist", dist, "--sequence", "5", "--out", m2, "--issued-at", "2025-06-01T00:00:00Z")
+		m2 := filepath.Join(distDir, "release-2.json")
+		mustRun(t, nil, "release", "prepare", "--dist", distDir, "--sequence", "5", "--out", m2, "--issued-at", "2025-06-01T00:00:00Z")
 		for _, k := range []string{ks[0].sec, ks[2].sec} {
 			mustRun(t, nil, "release", "sign", "--key", k, "--keys", pub, m2)
 		}
@@ -237,9 +242,9 @@ func TestReleaseSignWithSoftHSM(t *testing.T) {
 	}
 	_, ks := relKeys(t, dir, "alice")
 	os.WriteFile(filepath.Join(pub, "alice.pub"), ks[0].key.Public().Marshal(), 0o644)
-	dist := relDist(t, ks[0].key)
-	man := filepath.Join(dist, "release.json")
-	mustRun(t, nil, "release", "prepare", "--dist", dist, "--sequence", "1")
+	distDir := relDist(t, ks[0].key)
+	man := filepath.Join(distDir, "release.json")
+	mustRun(t, nil, "release", "prepare", "--dist", distDir, "--sequence", "1")
 	before, _ := os.ReadFile(man)
 
 	if code, _, errs := relRun(t, map[string]string{signer.PINEnv: "0000"}, "release", "sign", "--key", uri, "--keys", pub, man); code == exitOK || !strings.Contains(errs, "wrong PIN") {
@@ -250,7 +255,7 @@ func TestReleaseSignWithSoftHSM(t *testing.T) {
 	}
 	mustRun(t, pinEnv, "release", "sign", "--key", uri, "--keys", pub, man)
 	mustRun(t, nil, "release", "sign", "--key", ks[0].sec, "--keys", pub, man)
-	mustRun(t, nil, "release", "verify", "--threshold", "2", "--keys", pub, "--dist", dist, man)
+	mustRun(t, nil, "release", "verify", "--threshold", "2", "--keys", pub, "--dist", distDir, man)
 
 	// The P-256 HSM key adds a detached signature, never a router one.
 	if code, _, errs := relRun(t, pinEnv, "release", "sign", "--key", hsm.URI("attest"), "--keys", pub, man); code == exitOK || !strings.Contains(errs, "not Ed25519") {
@@ -260,7 +265,7 @@ func TestReleaseSignWithSoftHSM(t *testing.T) {
 }
 
 // TestReleaseScriptEndToEnd runs ci/release.sh against the simulated
-// ImageBuilder in podman with throwaway keys, then checks its dist/ with
+// ImageBuilder in podman with throwaway keys, then checks its distDir/ with
 // `imgbuild release verify` and the provenance against the images.
 func TestReleaseScriptEndToEnd(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -268,10 +273,10 @@ func TestReleaseScriptEndToEnd(t *testing.T) {
 	}
 	signertest.Need(t, "podman", "signify-openbsd", "cosign")
 	work := t.TempDir()
-	dist := filepath.Join(work, "dist")
+	distDir := filepath.Join(work, "dist")
 	cmd := exec.CommandContext(t.Context(), "bash", "ci/release.sh")
 	cmd.Dir = filepath.Join("..", "..")
-	cmd.Env = append(os.Environ(), "WORK="+work, "DIST="+dist, "CACHE="+filepath.Join(work, "cache"), "SEQUENCE=42")
+	cmd.Env = append(os.Environ(), "WORK="+work, "DIST="+distDir, "CACHE="+filepath.Join(work, "cache"), "SEQUENCE=42")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("ci/release.sh: %v\n%s", err, tail(out, 60))
@@ -279,10 +284,10 @@ func TestReleaseScriptEndToEnd(t *testing.T) {
 	if bytes.Contains(out, []byte("-----BEGIN PRIVATE")) || bytes.Contains(out, []byte("private key")) {
 		t.Fatal("the release log shows secret key material")
 	}
-	pub := filepath.Join(dist, "release-keys")
-	code, o, errs := relRun(t, nil, "release", "verify", "--threshold", "2", "--keys", pub, "--dist", dist, filepath.Join(dist, "release.json"))
+	pub := filepath.Join(distDir, "release-keys")
+	code, o, errs := relRun(t, nil, "release", "verify", "--threshold", "2", "--keys", pub, "--dist", distDir, filepath.Join(distDir, "release.json"))
 	mustOK(t, code, o, errs)
-	mustRun(t, nil, "release", "verify", filepath.Join(dist, "keys.json"))
+	mustRun(t, nil, "release", "verify", filepath.Join(distDir, "keys.json"))
 
 	kr, err := readKeysDir(pub)
 	if err != nil {
@@ -292,12 +297,12 @@ func TestReleaseScriptEndToEnd(t *testing.T) {
 	for _, k := range kr.Keys() {
 		keys[k.Fingerprint.String()] = k.Key
 	}
-	profiles, err := release.FindProfiles(dist)
+	profiles, err := dist.FindProfiles(distDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range profiles {
-		env, err := os.ReadFile(filepath.Join(p.Dir, release.ProvenanceFile))
+		env, err := os.ReadFile(filepath.Join(p.Dir, dist.ProvenanceFile))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -311,7 +316,7 @@ func TestReleaseScriptEndToEnd(t *testing.T) {
 		if len(subjects) != 1 || subjects[0].Name != p.Report.Image || subjects[0].SHA256 != hex.EncodeToString(sum[:]) {
 			t.Errorf("%s: provenance subjects %+v do not match the image", p.Report.Profile, subjects)
 		}
-		if _, err := os.Stat(p.ImagePath() + release.CosignSuffix); err != nil {
+		if _, err := os.Stat(p.ImagePath() + dist.CosignSuffix); err != nil {
 			t.Errorf("%s: %v", p.Report.Profile, err)
 		}
 	}

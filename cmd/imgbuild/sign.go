@@ -4,14 +4,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/torwrt/torwrt/internal/cliout"
 	"github.com/torwrt/torwrt/internal/imagesig"
-	"github.com/torwrt/torwrt/internal/usign"
+	"github.com/torwrt/torwrt/internal/imagesig/imagesign"
 )
 
 // signResult is the result of `sign --json` (torwrt.imgbuild.sign/v1).
@@ -45,7 +43,7 @@ func (o *buildKeyFlags) addFlags(fs *flag.FlagSet) {
 func runSign(ctx context.Context, e env, args []string) error {
 	var o signOptions
 	fs := newFlags(e, "sign", "IMAGE", "Replace any signature chunk of IMAGE with a ucert-wrapped usign signature by\nthe release key, and write the detached signature IMAGE.sig (signify/usign format).")
-	fs.StringVar(&o.key, "key", "", "usign secret key file (mode 0600) (required)")
+	fs.StringVar(&o.key, "key", "", "release key (required): "+keyKinds+"; images need an Ed25519 key")
 	fs.StringVar(&o.out, "o", "", "write the signed image here instead of replacing IMAGE")
 	o.buildKeyFlags.addFlags(fs)
 	o.outputOptions.addFlags(fs)
@@ -54,7 +52,7 @@ func runSign(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if o.key == "" || len(rest) != 1 {
-		return usagef("want --key KEY.sec and one IMAGE")
+		return usagef("want --key KEY.sec and one IMAGE (KEY may also be a .pem file, pkcs11: or KMS URI)")
 	}
 	bk, err := o.buildKeyOptions()
 	if err != nil {
@@ -64,25 +62,16 @@ func runSign(ctx context.Context, e env, args []string) error {
 	if o.out == "" {
 		o.out = in
 	}
-	k, err := usign.ReadSecretKeyFile(o.key)
+	k, err := openImageKey(ctx, e, o.key)
 	if err != nil {
-		// A public key handed over by mistake is told so, not to chmod it.
-		if b, rerr := os.ReadFile(o.key); rerr == nil {
-			if _, perr := usign.ParsePublicKey(b); perr == nil {
-				want := "its secret key (the .sec file keygen wrote beside it)"
-				if strings.HasSuffix(o.key, ".pub") {
-					want = strings.TrimSuffix(o.key, ".pub") + ".sec"
-				}
-				return fmt.Errorf("%s %w: pass %s", o.key, errPublicKey, want)
-			}
-		}
 		return err
 	}
-	var res *imagesig.FileResult
+	defer k.Close()
+	var res *imagesign.FileResult
 	if o.buildKeyHours == 0 {
-		res, err = imagesig.SignFile(in, o.out, imagesig.KeySigner{Key: k})
+		res, err = imagesign.SignFile(ctx, in, o.out, k)
 	} else {
-		res, err = imagesig.SignFileWithBuildKey(in, o.out, imagesig.KeySigner{Key: k}, bk)
+		res, err = imagesign.SignFileWithBuildKey(ctx, in, o.out, k, bk)
 	}
 	if err != nil {
 		return err

@@ -13,7 +13,8 @@ import (
 	"time"
 
 	"github.com/torwrt/torwrt/internal/fwimage"
-	"github.com/torwrt/torwrt/internal/imagesig"
+	"github.com/torwrt/torwrt/internal/imagesig/imagesign"
+	"github.com/torwrt/torwrt/internal/signer"
 	"github.com/torwrt/torwrt/internal/ucert"
 	"github.com/torwrt/torwrt/internal/usign"
 )
@@ -44,7 +45,11 @@ func imgAppend(img []byte, typ fwimage.Type, data []byte) []byte {
 
 func imgSign(t *testing.T, img []byte, k *usign.SecretKey) []byte {
 	t.Helper()
-	s, err := imagesig.Sign(bytes.NewReader(img), int64(len(img)), imagesig.KeySigner{Key: k})
+	sg, err := signer.FromUsign(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := imagesign.Sign(t.Context(), bytes.NewReader(img), int64(len(img)), sg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/lock"
 	"github.com/torwrt/torwrt/internal/profile"
+	"github.com/torwrt/torwrt/internal/signer"
 	"github.com/torwrt/torwrt/internal/squashfs"
 	"github.com/torwrt/torwrt/internal/usign"
 )
@@ -120,10 +121,14 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 func (f *fixture) options(t *testing.T, p *profile.Profile, out, cache string) Options {
+	sg, err := signer.FromUsign(f.key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return Options{
 		Root: root, Profile: p, Lock: f.sim.Locks[p.ID], Brand: f.brand, OutDir: out, CacheDir: cache,
 		WorkDir: filepath.Join(t.TempDir(), "work"),
-		Engine:  "podman", Signer: imagesig.KeySigner{Key: f.key}, ReleaseKeys: []*usign.PublicKey{f.key.Public()},
+		Engine:  "podman", Signer: sg, ReleaseKeys: []*usign.PublicKey{f.key.Public()},
 		PackageSources: f.sim.PackageDirs, Simulated: true, InsecureRegistry: true, RegistryMirrors: f.sim.Mirrors, Version: "0.1.0",
 		Progress: testWriter{t},
 	}
@@ -137,7 +142,7 @@ func TestBuildBothProfilesReproducibly(t *testing.T) {
 			// Two clean builds: separate caches, work dirs, TMPDIR, umask,
 			// and a different wall clock (the simulated IB stamps it).
 			var images [2]string
-			var reps [2]*Report
+			var reps [2]*Result
 			for i := range 2 {
 				out := t.TempDir()
 				t.Setenv("TMPDIR", t.TempDir())
@@ -328,6 +333,36 @@ func readAll(fsys *squashfs.FS, name string) (string, error) {
 	var b bytes.Buffer
 	_, err = b.ReadFrom(f)
 	return b.String(), err
+}
+
+// A rebuild against the same cache replays compile and run (make image is
+// not run again, so the feed is not fetched) and publishes the same bytes; with NoStepCache every
+// step runs again, which is how the reproducibility checks build.
+func TestStepCacheReplayAndNoStepCache(t *testing.T) {
+	f := setup(t)
+	p := f.profiles[0]
+	cache := t.TempDir()
+	var outs []string
+	for i, tc := range []struct {
+		noCache    bool
+		wantCached string
+	}{{false, ""}, {false, "compile fetch run"}, {true, ""}} {
+		o := f.options(t, p, t.TempDir(), cache)
+		o.NoStepCache = tc.noCache
+		res, err := Run(t.Context(), o)
+		if err != nil {
+			t.Fatalf("build %d: %v", i+1, err)
+		}
+		if got := strings.Join(res.Cached, " "); got != tc.wantCached {
+			t.Errorf("build %d (NoStepCache %v): cached steps %q, want %q", i+1, tc.noCache, got, tc.wantCached)
+		}
+		outs = append(outs, filepath.Join(o.OutDir, p.ID))
+	}
+	for i := 1; i < len(outs); i++ {
+		if diff := distDiff(t, outs[0], outs[i]); len(diff) > 0 {
+			t.Errorf("build %d published other files than the cold build: %s", i+1, strings.Join(diff, "; "))
+		}
+	}
 }
 
 func TestOverlayByteChangesImage(t *testing.T) {

@@ -13,27 +13,27 @@ import (
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
-// wifiCountry is the radios' regulatory country: Options.Country (imgbuild
+// wifiCountry is the radios' regulatory country: country (imgbuild
 // build --country), else the brand's. Every image enables Wi-Fi at first
 // boot, so a build without one fails.
-func wifiCountry(o Options) (string, error) {
-	if o.Country != "" {
-		if err := brand.CheckCountry(o.Country); err != nil {
+func wifiCountry(country string, b *brand.Brand) (string, error) {
+	if country != "" {
+		if err := brand.CheckCountry(country); err != nil {
 			return "", fmt.Errorf("--country: %w", err)
 		}
-		return o.Country, nil
+		return country, nil
 	}
-	if o.Brand.Country == "" {
+	if b.Country == "" {
 		return "", fmt.Errorf("brand %s sets no Wi-Fi country and no --country was given: the router enables Wi-Fi only with a regulatory country; add \"country: XX\" (ISO 3166-1 alpha-2, e.g. DE) to %s or pass --country XX",
-			o.Brand.ID, filepath.Join(o.Brand.Dir, "brand.yaml"))
+			b.ID, filepath.Join(b.Dir, "brand.yaml"))
 	}
-	return o.Brand.Country, nil
+	return b.Country, nil
 }
 
 // renderOverlay fills the overlay input from the profile, brand, release
 // keys and the daemon binary, renders it into dest and returns the tree's
 // hash.
-func renderOverlay(ctx context.Context, o Options, daemon []byte, dest string) (string, error) {
+func renderOverlay(ctx context.Context, o RenderInput, dest string) (string, error) {
 	// The device's facts (ports, switch, radio, RAM) come from the
 	// profile, or for a variant such as gl-ar150-24.10 from its primary
 	// with the variant's own sections laid over them.
@@ -88,7 +88,7 @@ func renderOverlay(ctx context.Context, o Options, daemon []byte, dest string) (
 	}
 	in.UpdateThreshold = b.Threshold
 	in.Channel = b.Channel
-	if in.Radio.Country, err = wifiCountry(o); err != nil {
+	if in.Radio.Country, err = wifiCountry(o.Country, o.Brand); err != nil {
 		return "", err
 	}
 	in.FirmwareVersion = o.Version
@@ -101,7 +101,7 @@ func renderOverlay(ctx context.Context, o Options, daemon []byte, dest string) (
 	for _, k := range o.ReleaseKeys {
 		in.ReleaseKeys = append(in.ReleaseKeys, overlay.ReleaseKey{Fingerprint: k.Fingerprint.String(), PublicKey: k.Marshal()})
 	}
-	in.ExtraFiles = append(in.ExtraFiles, overlay.ExtraFile{Path: "/usr/sbin/torwrt-verify", Mode: 0o755, Data: daemon})
+	in.ExtraFiles = append(in.ExtraFiles, overlay.ExtraFile{Path: "/usr/sbin/torwrt-verify", Mode: 0o755, Data: o.Daemon})
 	out, err := overlay.Render(ctx, in, dest)
 	if err != nil {
 		return "", err

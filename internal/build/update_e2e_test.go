@@ -84,7 +84,7 @@ func newReleaseSetup(t *testing.T) *releaseSetup {
 // DIST/release.json once a manifest is prepared.
 type builtDist struct {
 	dist  string
-	rep   *Report
+	rep   *Result
 	image string
 }
 

@@ -23,6 +23,8 @@ import (
 	"github.com/torwrt/torwrt/internal/container"
 	"github.com/torwrt/torwrt/internal/fwimage"
 	"github.com/torwrt/torwrt/internal/imagesig"
+	"github.com/torwrt/torwrt/internal/imagesig/imagesign"
+	"github.com/torwrt/torwrt/internal/signer"
 	"github.com/torwrt/torwrt/internal/ucert"
 	"github.com/torwrt/torwrt/internal/usign"
 )
@@ -590,7 +592,11 @@ func checkImageOutputs(t *testing.T, out, manifest, files string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signed, err := imagesig.Sign(bytes.NewReader(img), int64(len(img)), imagesig.KeySigner{Key: rk})
+	sg, err := signer.FromUsign(rk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := imagesign.Sign(t.Context(), bytes.NewReader(img), int64(len(img)), sg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,8 @@ import (
 	"testing"
 
 	"github.com/torwrt/torwrt/internal/fwimage"
-	"github.com/torwrt/torwrt/internal/imagesig"
+	"github.com/torwrt/torwrt/internal/imagesig/imagesign"
+	"github.com/torwrt/torwrt/internal/signer"
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
@@ -112,7 +113,11 @@ func sysupgrade(t *testing.T, payload []byte, s spec) []byte {
 	if err := fwimage.AppendChunk(&img, bytes.NewReader(payload), fwimage.TypeMetadata, fwimage.MetadataChunk(fmt.Appendf(nil, metaJSON, s.version))); err != nil {
 		t.Fatal(err)
 	}
-	signed, err := imagesig.Sign(bytes.NewReader(img.Bytes()), int64(img.Len()), imagesig.KeySigner{Key: s.key})
+	sg, err := signer.FromUsign(s.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := imagesign.Sign(t.Context(), bytes.NewReader(img.Bytes()), int64(img.Len()), sg)
 	if err != nil {
 		t.Fatal(err)
 	}

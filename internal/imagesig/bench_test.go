@@ -1,4 +1,4 @@
-package imagesig
+package imagesig_test
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/torwrt/torwrt/internal/fwimage"
+	"github.com/torwrt/torwrt/internal/imagesig"
 )
 
 func benchmarkVerify(b *testing.B, size int) {
@@ -19,7 +20,7 @@ func benchmarkVerify(b *testing.B, size int) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := Verify(r, int64(len(img)), kr, Options{Board: "glinet,gl-ar150"}); err != nil {
+		if _, err := imagesig.Verify(r, int64(len(img)), kr, imagesig.Options{Board: "glinet,gl-ar150"}); err != nil {
 			b.Fatal(err)
 		}
 	}

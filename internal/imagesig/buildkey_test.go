@@ -1,4 +1,4 @@
-package imagesig
+package imagesig_test
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/torwrt/torwrt/internal/imagesig"
+	"github.com/torwrt/torwrt/internal/imagesig/imagesign"
 	"github.com/torwrt/torwrt/internal/ucert"
 	"github.com/torwrt/torwrt/internal/usign"
 )
@@ -26,7 +28,7 @@ func TestStockChainedImage(t *testing.T) {
 	}
 	kr, _ := usign.NewKeyring(pub)
 	const from, to = 1796524903, 1828060903
-	res, err := Verify(bytes.NewReader(img), int64(len(img)), kr, Options{Board: "glinet,gl-ar150", Now: time.Unix(from, 0)})
+	res, err := imagesig.Verify(bytes.NewReader(img), int64(len(img)), kr, imagesig.Options{Board: "glinet,gl-ar150", Now: time.Unix(from, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,13 +39,13 @@ func TestStockChainedImage(t *testing.T) {
 		now  int64
 		want error
 	}{{from - 1, ucert.ErrNotYetValid}, {to, ucert.ErrExpired}} {
-		if _, err := Verify(bytes.NewReader(img), int64(len(img)), kr, Options{Now: time.Unix(tc.now, 0)}); !errors.Is(err, tc.want) {
+		if _, err := imagesig.Verify(bytes.NewReader(img), int64(len(img)), kr, imagesig.Options{Now: time.Unix(tc.now, 0)}); !errors.Is(err, tc.want) {
 			t.Errorf("at %d: %v, want %v", tc.now, err, tc.want)
 		}
 	}
 	// A keyring without the release key refuses it.
 	other, _ := usign.NewKeyring(testKey(t, 9).Public())
-	if _, err := Verify(bytes.NewReader(img), int64(len(img)), other, Options{Now: time.Unix(from, 0)}); !errors.Is(err, usign.ErrUnknownKey) {
+	if _, err := imagesig.Verify(bytes.NewReader(img), int64(len(img)), other, imagesig.Options{Now: time.Unix(from, 0)}); !errors.Is(err, usign.ErrUnknownKey) {
 		t.Errorf("untrusted release key: %v", err)
 	}
 }
@@ -52,48 +54,48 @@ func TestSignWithBuildKey(t *testing.T) {
 	release := testKey(t, 1)
 	kr := keyring(t, release)
 	unsigned := unsignedImage(4096)
-	opt := BuildKeyOptions{NotBefore: time.Unix(1_800_000_000, 0), Lifetime: 6 * time.Hour}
-	s, err := SignWithBuildKey(bytes.NewReader(unsigned), int64(len(unsigned)), KeySigner{Key: release}, opt)
+	opt := imagesig.BuildKeyOptions{NotBefore: time.Unix(1_800_000_000, 0), Lifetime: 6 * time.Hour}
+	s, err := imagesign.SignWithBuildKey(t.Context(), bytes.NewReader(unsigned), int64(len(unsigned)), keySigner(t, release), opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	img := appendChunk(unsigned, 0, s.Chunk)
-	res, err := Verify(bytes.NewReader(img), int64(len(img)), kr, Options{Board: "glinet,gl-ar150", Now: opt.NotBefore.Add(time.Hour)})
+	res, err := imagesig.Verify(bytes.NewReader(img), int64(len(img)), kr, imagesig.Options{Board: "glinet,gl-ar150", Now: opt.NotBefore.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Key != s.BuildKey || res.Issuer != release.Fingerprint.String() || res.ExpiresAt != opt.NotBefore.Unix()+6*3600 {
 		t.Fatalf("result %+v, signed %+v", res, s)
 	}
-	if _, err := Verify(bytes.NewReader(img), int64(len(img)), kr, Options{Now: opt.NotBefore.Add(6 * time.Hour)}); !errors.Is(err, ucert.ErrExpired) {
+	if _, err := imagesig.Verify(bytes.NewReader(img), int64(len(img)), kr, imagesig.Options{Now: opt.NotBefore.Add(6 * time.Hour)}); !errors.Is(err, ucert.ErrExpired) {
 		t.Fatalf("after expiry: %v", err)
 	}
 	// Deterministic: same inputs, same bytes; another image or window,
 	// another build key.
-	again, _ := SignWithBuildKey(bytes.NewReader(unsigned), int64(len(unsigned)), KeySigner{Key: release}, opt)
+	again, _ := imagesign.SignWithBuildKey(t.Context(), bytes.NewReader(unsigned), int64(len(unsigned)), keySigner(t, release), opt)
 	if !bytes.Equal(again.Chunk, s.Chunk) {
 		t.Fatal("signing twice gave different chunks")
 	}
 	other := unsignedImage(4097)
-	o, _ := SignWithBuildKey(bytes.NewReader(other), int64(len(other)), KeySigner{Key: release}, opt)
+	o, _ := imagesign.SignWithBuildKey(t.Context(), bytes.NewReader(other), int64(len(other)), keySigner(t, release), opt)
 	later := opt
 	later.NotBefore = later.NotBefore.Add(time.Second)
-	l, _ := SignWithBuildKey(bytes.NewReader(unsigned), int64(len(unsigned)), KeySigner{Key: release}, later)
+	l, _ := imagesign.SignWithBuildKey(t.Context(), bytes.NewReader(unsigned), int64(len(unsigned)), keySigner(t, release), later)
 	if o.BuildKey == s.BuildKey || l.BuildKey == s.BuildKey {
 		t.Fatal("build key does not depend on the image and the window")
 	}
 	// The default path is unchanged: one bare signature by the release key.
-	plain, _ := Sign(bytes.NewReader(unsigned), int64(len(unsigned)), KeySigner{Key: release})
+	plain, _ := imagesign.Sign(t.Context(), bytes.NewReader(unsigned), int64(len(unsigned)), keySigner(t, release))
 	if chain, err := ucert.Decode(plain.Chunk); err != nil || len(chain) != 1 || plain.BuildKey != "" {
 		t.Fatalf("plain Sign: %d elements, %v", len(chain), err)
 	}
-	for _, bad := range []BuildKeyOptions{
+	for _, bad := range []imagesig.BuildKeyOptions{
 		{Lifetime: time.Hour},
 		{NotBefore: opt.NotBefore},
 		{NotBefore: opt.NotBefore, Lifetime: time.Millisecond},
-		{NotBefore: opt.NotBefore, Lifetime: MaxBuildKeyLifetime + time.Second},
+		{NotBefore: opt.NotBefore, Lifetime: imagesig.MaxBuildKeyLifetime + time.Second},
 	} {
-		if _, err := SignWithBuildKey(bytes.NewReader(unsigned), int64(len(unsigned)), KeySigner{Key: release}, bad); err == nil {
+		if _, err := imagesign.SignWithBuildKey(t.Context(), bytes.NewReader(unsigned), int64(len(unsigned)), keySigner(t, release), bad); err == nil {
 			t.Errorf("options %+v accepted", bad)
 		}
 	}
@@ -106,15 +108,15 @@ func TestSignFileWithBuildKey(t *testing.T) {
 	if err := os.WriteFile(in, unsignedImage(2048), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	opt := BuildKeyOptions{NotBefore: time.Unix(1_800_000_000, 0), Lifetime: time.Hour}
-	res, err := SignFileWithBuildKey(in, in, KeySigner{Key: release}, opt)
+	opt := imagesig.BuildKeyOptions{NotBefore: time.Unix(1_800_000_000, 0), Lifetime: time.Hour}
+	res, err := imagesign.SignFileWithBuildKey(t.Context(), in, in, keySigner(t, release), opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Key != release.Fingerprint.String() || res.BuildKey == "" || res.ExpiresAt != opt.NotBefore.Unix()+3600 {
 		t.Fatalf("result %+v", res)
 	}
-	v, err := VerifyFile(in, keyring(t, release), Options{Now: opt.NotBefore})
+	v, err := imagesig.VerifyFile(in, keyring(t, release), imagesig.Options{Now: opt.NotBefore})
 	if err != nil || v.Key != res.BuildKey {
 		t.Fatalf("VerifyFile = %+v, %v", v, err)
 	}
@@ -140,14 +142,14 @@ func TestTorwrtChainedVector(t *testing.T) {
 	}
 	release := testKey(t, 1)
 	unsigned := unsignedImage(4096)
-	s, err := SignWithBuildKey(bytes.NewReader(unsigned), int64(len(unsigned)), KeySigner{Key: release}, BuildKeyOptions{NotBefore: time.Unix(1796521600, 0), Lifetime: 6 * time.Hour})
+	s, err := imagesign.SignWithBuildKey(t.Context(), bytes.NewReader(unsigned), int64(len(unsigned)), keySigner(t, release), imagesig.BuildKeyOptions{NotBefore: time.Unix(1796521600, 0), Lifetime: 6 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := appendChunk(unsigned, 0, s.Chunk); !bytes.Equal(got, want) {
 		t.Fatal("SignWithBuildKey no longer reproduces the vector stock ucert accepted")
 	}
-	if _, err := Verify(bytes.NewReader(want), int64(len(want)), keyring(t, release), Options{Now: time.Unix(1796521600, 0)}); err != nil {
+	if _, err := imagesig.Verify(bytes.NewReader(want), int64(len(want)), keyring(t, release), imagesig.Options{Now: time.Unix(1796521600, 0)}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,4 +1,4 @@
-package imagesig
+package imagesig_test
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/torwrt/torwrt/internal/fwimage"
+	"github.com/torwrt/torwrt/internal/imagesig"
+	"github.com/torwrt/torwrt/internal/imagesig/imagesign"
 	"github.com/torwrt/torwrt/internal/ucert"
 	"github.com/torwrt/torwrt/internal/usign"
 )
@@ -29,7 +31,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add(good, "glinet,gl-ar150")
 	f.Add(good, "other")
 	f.Add(unsignedImage(64), "")
-	chained, err := SignWithBuildKey(bytes.NewReader(unsignedImage(64)), int64(len(unsignedImage(64))), KeySigner{Key: k}, BuildKeyOptions{NotBefore: fuzzNow.Add(-time.Hour), Lifetime: 2 * time.Hour})
+	chained, err := imagesign.SignWithBuildKey(f.Context(), bytes.NewReader(unsignedImage(64)), int64(len(unsignedImage(64))), keySigner(f, k), imagesig.BuildKeyOptions{NotBefore: fuzzNow.Add(-time.Hour), Lifetime: 2 * time.Hour})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -40,7 +42,7 @@ func FuzzVerify(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, img []byte, board string) {
-		res, err := verifyBytes(img, kr, Options{Board: board, Now: fuzzNow})
+		res, err := verifyBytes(img, kr, imagesig.Options{Board: board, Now: fuzzNow})
 		if err != nil {
 			if res != nil {
 				t.Fatal("result returned with an error")

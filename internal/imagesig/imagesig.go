@@ -2,9 +2,10 @@
 // OpenWrt does: a usign Ed25519 signature over the image and its metadata
 // chunk, wrapped in a ucert blob, appended as an fwtool signature chunk.
 //
-// Both binaries use it: imgbuild to sign and check releases, and the
-// router's verify command to refuse anything else. Verify returns nil only
-// after every check ran and passed.
+// Both binaries use it: imgbuild to check releases, and the router's verify
+// command to refuse anything else. Verify returns nil only after every
+// check ran and passed. Signing is host only, in package imagesign, so that
+// the router never links a signer.
 package imagesig
 
 import (
@@ -161,72 +162,3 @@ func ChunkSignature(data []byte) (*usign.Signature, int, error) {
 	}
 	return sig, len(chain), nil
 }
-
-// Signer makes one usign signature. File keys and KMS backends implement it.
-type Signer interface {
-	Fingerprint() usign.Fingerprint
-	SignMessage(msg []byte) (*usign.Signature, error)
-}
-
-// Signed is what Sign produces.
-type Signed struct {
-	// Chunk is the signature chunk data (a ucert blob) to append.
-	Chunk []byte
-	// Signature is the detached usign signature over the same bytes.
-	Signature *usign.Signature
-	// SignedLen is how many bytes of the input the signature covers: any
-	// existing signature chunk is excluded.
-	SignedLen int64
-	// BuildKey and ExpiresAt are set by SignWithBuildKey: the certified
-	// key's fingerprint and the certificate's expiry (unix seconds).
-	BuildKey  string
-	ExpiresAt int64
-}
-
-// Sign signs the image r (size bytes) with s. An existing signature chunk
-// (the ImageBuilder's own) is left out of what is signed; the caller
-// truncates the file to SignedLen before appending Chunk. Ed25519 needs
-// the whole message, so the signed range is read into memory; this runs on
-// the build host, never on the router.
-func Sign(r io.ReaderAt, size int64, s Signer) (*Signed, error) {
-	msg, err := readSigned(r, size)
-	if err != nil {
-		return nil, err
-	}
-	sig, err := s.SignMessage(msg)
-	if err != nil {
-		return nil, err
-	}
-	chunk, err := ucert.EncodeSignature(sig.Marshal())
-	if err != nil {
-		return nil, err
-	}
-	return &Signed{Chunk: chunk, Signature: sig, SignedLen: int64(len(msg))}, nil
-}
-
-// readSigned reads what a signature chunk covers: the image up to any
-// existing signature chunk, which must have a metadata chunk.
-func readSigned(r io.ReaderAt, size int64) ([]byte, error) {
-	layout, err := fwimage.Parse(r, size)
-	if err != nil {
-		return nil, err
-	}
-	end := layout.SignedEnd()
-	if _, ok := layout.Last(fwimage.TypeMetadata); !ok {
-		return nil, fmt.Errorf("%w: refusing to sign; stock sysupgrade on ath79/ramips requires metadata", ErrNoMetadata)
-	}
-	msg := make([]byte, end)
-	// A short read (the file shrank after Parse) must not leave zeros in
-	// what gets signed; io.EOF is only fine when every byte arrived.
-	if n, err := r.ReadAt(msg, 0); int64(n) != end || (err != nil && !errors.Is(err, io.EOF)) {
-		return nil, fmt.Errorf("reading image: read %d of %d bytes: %v", n, end, err)
-	}
-	return msg, nil
-}
-
-// KeySigner signs with a usign secret key held in memory.
-type KeySigner struct{ Key *usign.SecretKey }
-
-func (k KeySigner) Fingerprint() usign.Fingerprint { return k.Key.Fingerprint }
-
-func (k KeySigner) SignMessage(msg []byte) (*usign.Signature, error) { return k.Key.Sign(msg) }

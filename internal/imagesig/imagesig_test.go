@@ -1,4 +1,4 @@
-package imagesig
+package imagesig_test
 
 import (
 	"bytes"
@@ -12,6 +12,9 @@ import (
 	"testing"
 
 	"github.com/torwrt/torwrt/internal/fwimage"
+	"github.com/torwrt/torwrt/internal/imagesig"
+	"github.com/torwrt/torwrt/internal/imagesig/imagesign"
+	"github.com/torwrt/torwrt/internal/signer"
 	"github.com/torwrt/torwrt/internal/ucert"
 	"github.com/torwrt/torwrt/internal/usign"
 )
@@ -25,6 +28,16 @@ func testKey(t testing.TB, n byte) *usign.SecretKey {
 		k.Fingerprint[i] = n<<4 | byte(i)
 	}
 	return k
+}
+
+// keySigner is k as a signer.Signer, the form imagesign signs with.
+func keySigner(t testing.TB, k *usign.SecretKey) signer.Signer {
+	t.Helper()
+	s, err := signer.FromUsign(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func keyring(t testing.TB, keys ...*usign.SecretKey) *usign.Keyring {
@@ -63,7 +76,7 @@ func unsignedImage(n int) []byte {
 // signed image, as SignFile writes it.
 func sign(t testing.TB, img []byte, k *usign.SecretKey) []byte {
 	t.Helper()
-	s, err := Sign(bytes.NewReader(img), int64(len(img)), KeySigner{Key: k})
+	s, err := imagesign.Sign(t.Context(), bytes.NewReader(img), int64(len(img)), keySigner(t, k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,15 +93,15 @@ func sigChunk(t testing.TB, s *usign.Signature) []byte {
 	return b
 }
 
-func verifyBytes(img []byte, kr *usign.Keyring, opt Options) (*Result, error) {
-	return Verify(bytes.NewReader(img), int64(len(img)), kr, opt)
+func verifyBytes(img []byte, kr *usign.Keyring, opt imagesig.Options) (*imagesig.Result, error) {
+	return imagesig.Verify(bytes.NewReader(img), int64(len(img)), kr, opt)
 }
 
 func TestSignVerify(t *testing.T) {
 	k := testKey(t, 1)
 	unsigned := unsignedImage(4096)
 	signed := sign(t, unsigned, k)
-	res, err := verifyBytes(signed, keyring(t, k, testKey(t, 2)), Options{Board: "glinet,gl-ar150"})
+	res, err := verifyBytes(signed, keyring(t, k, testKey(t, 2)), imagesig.Options{Board: "glinet,gl-ar150"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,10 +139,10 @@ func TestSignVerify(t *testing.T) {
 	if len(resigned) != len(signed) {
 		t.Errorf("re-signed image is %d bytes, first was %d", len(resigned), len(signed))
 	}
-	if res, err := verifyBytes(resigned, keyring(t, other), Options{}); err != nil || res.Key != other.Fingerprint.String() {
+	if res, err := verifyBytes(resigned, keyring(t, other), imagesig.Options{}); err != nil || res.Key != other.Fingerprint.String() {
 		t.Errorf("re-signed with another key: %v", err)
 	}
-	if _, err := verifyBytes(resigned, keyring(t, k), Options{}); !errors.Is(err, usign.ErrUnknownKey) {
+	if _, err := verifyBytes(resigned, keyring(t, k), imagesig.Options{}); !errors.Is(err, usign.ErrUnknownKey) {
 		t.Errorf("re-signed image against the old key: %v", err)
 	}
 }
@@ -149,14 +162,14 @@ func hexEncode(b []byte) string {
 }
 
 func TestSignRefuses(t *testing.T) {
-	k := KeySigner{Key: testKey(t, 1)}
+	k := keySigner(t, testKey(t, 1))
 	plain := payload(100)
-	if _, err := Sign(bytes.NewReader(plain), int64(len(plain)), k); !errors.Is(err, ErrNoMetadata) {
+	if _, err := imagesign.Sign(t.Context(), bytes.NewReader(plain), int64(len(plain)), k); !errors.Is(err, imagesig.ErrNoMetadata) {
 		t.Errorf("image without metadata: %v", err)
 	}
 	bad := unsignedImage(100)
 	bad[3] ^= 1
-	if _, err := Sign(bytes.NewReader(bad), int64(len(bad)), k); !errors.Is(err, fwimage.ErrCRC) {
+	if _, err := imagesign.Sign(t.Context(), bytes.NewReader(bad), int64(len(bad)), k); !errors.Is(err, fwimage.ErrCRC) {
 		t.Errorf("image with a bad crc: %v", err)
 	}
 }
@@ -166,7 +179,7 @@ func TestSignRefuses(t *testing.T) {
 func badImages(t testing.TB) []struct {
 	name string
 	img  []byte
-	opt  Options
+	opt  imagesig.Options
 	want error
 	msg  string
 } {
@@ -187,28 +200,28 @@ func badImages(t testing.TB) []struct {
 	return []struct {
 		name string
 		img  []byte
-		opt  Options
+		opt  imagesig.Options
 		want error
 		msg  string
 	}{
-		{"truncated in signature trailer", good[:len(good)-7], Options{}, ErrUnsigned, "no signature chunk"},
-		{"truncated in signature data", good[:sigStart+50], Options{}, ErrUnsigned, "no signature chunk"},
-		{"truncated in metadata", good[:len(unsigned)-30], Options{}, ErrUnsigned, "no signature chunk"},
-		{"chunk size larger than file", mod(func(b []byte) { binary.BigEndian.PutUint32(b[len(b)-4:], uint32(len(b)+1)) }), Options{}, fwimage.ErrMalformed, "larger than the"},
-		{"crc mismatch", mod(func(b []byte) { b[100] ^= 0x80 }), Options{}, fwimage.ErrCRC, "crc mismatch"},
-		{"unknown chunk type", mod(func(b []byte) { b[len(b)-8] = 3 }), Options{}, fwimage.ErrUnknownType, "unknown chunk type 3"},
-		{"unknown key", sign(t, unsigned, stranger), Options{}, usign.ErrUnknownKey, stranger.Fingerprint.String()},
-		{"all-zero signature", appendChunk(unsigned, fwimage.TypeSignature, sigChunk(t, &usign.Signature{Fingerprint: k.Fingerprint})), Options{}, usign.ErrBadSignature, "all-zero"},
-		{"signature of another image", appendChunk(unsigned, fwimage.TypeSignature, mustChunk(t, otherSigned)), Options{}, usign.ErrBadSignature, "does not verify"},
-		{"fake certificate", appendChunk(unsigned, fwimage.TypeSignature, []byte(fwimage.FakeCertificate)), Options{}, ErrUnsigned, "fake certificate"},
-		{"no chunks", payload(4096), Options{}, ErrUnsigned, "no signature chunk"},
-		{"metadata only", unsigned, Options{}, ErrUnsigned, "no signature chunk"},
-		{"metadata over 30 KiB", appendChunk(bigMeta, fwimage.TypeSignature, sigChunk(t, bigMetaSig)), Options{}, fwimage.ErrTooLarge, "limit 30720"},
-		{"signed without metadata", appendChunk(noMeta, fwimage.TypeSignature, sigChunk(t, noMetaSig)), Options{}, ErrNoMetadata, "no fwtool metadata"},
-		{"signature chunk not ucert", appendChunk(unsigned, fwimage.TypeSignature, mustChunkSig(t, good)), Options{}, ucert.ErrMalformed, "signature chunk"},
-		{"certificate chain with a garbage certificate", appendChunk(unsigned, fwimage.TypeSignature, twoChain), Options{}, usign.ErrMalformed, "certificate signature"},
-		{"metadata after signature", appendChunk(good, fwimage.TypeMetadata, fwimage.MetadataChunk([]byte(glAR150JSON))), Options{}, ErrUnsigned, "no signature chunk at the end"},
-		{"wrong board", good, Options{Board: "glinet,gl-mt300n-v2"}, ErrWrongBoard, `board "glinet,gl-mt300n-v2"`},
+		{"truncated in signature trailer", good[:len(good)-7], imagesig.Options{}, imagesig.ErrUnsigned, "no signature chunk"},
+		{"truncated in signature data", good[:sigStart+50], imagesig.Options{}, imagesig.ErrUnsigned, "no signature chunk"},
+		{"truncated in metadata", good[:len(unsigned)-30], imagesig.Options{}, imagesig.ErrUnsigned, "no signature chunk"},
+		{"chunk size larger than file", mod(func(b []byte) { binary.BigEndian.PutUint32(b[len(b)-4:], uint32(len(b)+1)) }), imagesig.Options{}, fwimage.ErrMalformed, "larger than the"},
+		{"crc mismatch", mod(func(b []byte) { b[100] ^= 0x80 }), imagesig.Options{}, fwimage.ErrCRC, "crc mismatch"},
+		{"unknown chunk type", mod(func(b []byte) { b[len(b)-8] = 3 }), imagesig.Options{}, fwimage.ErrUnknownType, "unknown chunk type 3"},
+		{"unknown key", sign(t, unsigned, stranger), imagesig.Options{}, usign.ErrUnknownKey, stranger.Fingerprint.String()},
+		{"all-zero signature", appendChunk(unsigned, fwimage.TypeSignature, sigChunk(t, &usign.Signature{Fingerprint: k.Fingerprint})), imagesig.Options{}, usign.ErrBadSignature, "all-zero"},
+		{"signature of another image", appendChunk(unsigned, fwimage.TypeSignature, mustChunk(t, otherSigned)), imagesig.Options{}, usign.ErrBadSignature, "does not verify"},
+		{"fake certificate", appendChunk(unsigned, fwimage.TypeSignature, []byte(fwimage.FakeCertificate)), imagesig.Options{}, imagesig.ErrUnsigned, "fake certificate"},
+		{"no chunks", payload(4096), imagesig.Options{}, imagesig.ErrUnsigned, "no signature chunk"},
+		{"metadata only", unsigned, imagesig.Options{}, imagesig.ErrUnsigned, "no signature chunk"},
+		{"metadata over 30 KiB", appendChunk(bigMeta, fwimage.TypeSignature, sigChunk(t, bigMetaSig)), imagesig.Options{}, fwimage.ErrTooLarge, "limit 30720"},
+		{"signed without metadata", appendChunk(noMeta, fwimage.TypeSignature, sigChunk(t, noMetaSig)), imagesig.Options{}, imagesig.ErrNoMetadata, "no fwtool metadata"},
+		{"signature chunk not ucert", appendChunk(unsigned, fwimage.TypeSignature, mustChunkSig(t, good)), imagesig.Options{}, ucert.ErrMalformed, "signature chunk"},
+		{"certificate chain with a garbage certificate", appendChunk(unsigned, fwimage.TypeSignature, twoChain), imagesig.Options{}, usign.ErrMalformed, "certificate signature"},
+		{"metadata after signature", appendChunk(good, fwimage.TypeMetadata, fwimage.MetadataChunk([]byte(glAR150JSON))), imagesig.Options{}, imagesig.ErrUnsigned, "no signature chunk at the end"},
+		{"wrong board", good, imagesig.Options{Board: "glinet,gl-mt300n-v2"}, imagesig.ErrWrongBoard, `board "glinet,gl-mt300n-v2"`},
 	}
 }
 
@@ -252,7 +265,7 @@ func TestSignFile(t *testing.T) {
 	in := filepath.Join(dir, "in.bin")
 	unsigned := unsignedImage(2000)
 	os.WriteFile(in, unsigned, 0o644)
-	res, err := SignFile(in, in, KeySigner{Key: k})
+	res, err := imagesign.SignFile(t.Context(), in, in, keySigner(t, k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,12 +283,12 @@ func TestSignFile(t *testing.T) {
 	if err := k.Public().Verify(got, det); err != nil {
 		t.Errorf("detached signature does not cover the signed file: %v", err)
 	}
-	if _, err := VerifyFile(in, keyring(t, k), Options{Board: "gl-ar150"}); err != nil {
+	if _, err := imagesig.VerifyFile(in, keyring(t, k), imagesig.Options{Board: "gl-ar150"}); err != nil {
 		t.Error(err)
 	}
 	// A failure leaves the previous output alone and no temporary files.
 	os.WriteFile(in, payload(10), 0o644)
-	if _, err := SignFile(in, filepath.Join(dir, "out.bin"), KeySigner{Key: k}); !errors.Is(err, ErrNoMetadata) {
+	if _, err := imagesign.SignFile(t.Context(), in, filepath.Join(dir, "out.bin"), keySigner(t, k)); !errors.Is(err, imagesig.ErrNoMetadata) {
 		t.Errorf("SignFile of an image without metadata: %v", err)
 	}
 	entries, _ := os.ReadDir(dir)
@@ -293,7 +306,7 @@ type shrinkingReader struct {
 }
 
 func (s *shrinkingReader) ReadAt(p []byte, off int64) (int, error) {
-	if len(p) == len(s.data) && off == 0 { // Sign reading the whole message
+	if len(p) == len(s.data) && off == 0 { // imagesign.Sign reading the whole message
 		n := copy(p, s.data[:len(s.data)/2])
 		return n, io.EOF
 	}
@@ -302,7 +315,7 @@ func (s *shrinkingReader) ReadAt(p []byte, off int64) (int, error) {
 
 func TestSignRefusesShortRead(t *testing.T) {
 	img := unsignedImage(4096)
-	_, err := Sign(&shrinkingReader{data: img}, int64(len(img)), KeySigner{Key: testKey(t, 1)})
+	_, err := imagesign.Sign(t.Context(), &shrinkingReader{data: img}, int64(len(img)), keySigner(t, testKey(t, 1)))
 	if err == nil || !strings.Contains(err.Error(), "reading image") {
 		t.Errorf("Sign over a short read: %v", err)
 	}

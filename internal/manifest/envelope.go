@@ -31,13 +31,6 @@ type Signature struct {
 	Sig   *usign.Signature
 }
 
-// Signer makes usign signatures; imagesig.KeySigner and the release
-// pipeline's KMS signers satisfy it.
-type Signer interface {
-	Fingerprint() usign.Fingerprint
-	SignMessage(msg []byte) (*usign.Signature, error)
-}
-
 // NewEnvelope encodes m canonically into an unsigned envelope.
 func NewEnvelope(m *Manifest) (*Envelope, error) {
 	p, err := Encode(m)
@@ -47,10 +40,13 @@ func NewEnvelope(m *Manifest) (*Envelope, error) {
 	return &Envelope{Signed: p}, nil
 }
 
-// Sign adds s's signature over the payload. Signing twice with one key is
-// refused: it would look like two signatures but count as one.
-func Sign(env *Envelope, s Signer) error {
-	fp := s.Fingerprint()
+// AddSignature adds sig, a usign signature over the payload, under its
+// key number. Signing happens on the build host (release.Sign with a
+// signer.Signer); this only checks and records. A second signature by one
+// key is refused: it would look like two signatures but count as one. The
+// signature itself is verified by Verify, against the trusted keys.
+func (env *Envelope) AddSignature(sig *usign.Signature) error {
+	fp := sig.Fingerprint
 	for _, have := range env.Signatures {
 		if have.KeyID == fp {
 			return fmt.Errorf("manifest: already signed by key %s", fp)
@@ -58,13 +54,6 @@ func Sign(env *Envelope, s Signer) error {
 	}
 	if len(env.Signatures) >= MaxSignatures {
 		return fmt.Errorf("manifest: already %d signatures, limit %d", len(env.Signatures), MaxSignatures)
-	}
-	sig, err := s.SignMessage(env.Signed)
-	if err != nil {
-		return fmt.Errorf("manifest: signing with key %s: %w", fp, err)
-	}
-	if sig.Fingerprint != fp {
-		return fmt.Errorf("manifest: signer %s returned a signature by key %s", fp, sig.Fingerprint)
 	}
 	env.Signatures = append(env.Signatures, Signature{KeyID: fp, Sig: sig})
 	return nil

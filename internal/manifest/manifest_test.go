@@ -34,10 +34,15 @@ func (r *detReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-type keySigner struct{ k *usign.SecretKey }
-
-func (s keySigner) Fingerprint() usign.Fingerprint                 { return s.k.Fingerprint }
-func (s keySigner) SignMessage(m []byte) (*usign.Signature, error) { return s.k.Sign(m) }
+// addSig signs env's payload with k, as release.Sign does with a
+// signer.Signer, and adds the signature.
+func addSig(env *Envelope, k *usign.SecretKey) error {
+	sig, err := k.Sign(env.Signed)
+	if err != nil {
+		return err
+	}
+	return env.AddSignature(sig)
+}
 
 func testKeys(t testing.TB, n int, seed string) ([]*usign.SecretKey, *usign.Keyring) {
 	t.Helper()
@@ -81,7 +86,7 @@ func signed(t testing.TB, m *Manifest, keys ...*usign.SecretKey) []byte {
 		t.Fatal(err)
 	}
 	for _, k := range keys {
-		if err := Sign(env, keySigner{k}); err != nil {
+		if err := addSig(env, k); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -262,10 +267,10 @@ func TestStateNext(t *testing.T) {
 func TestSignRefusesSameKeyTwice(t *testing.T) {
 	secs, _ := testKeys(t, 1, "trusted")
 	env, _ := NewEnvelope(testManifest())
-	if err := Sign(env, keySigner{secs[0]}); err != nil {
+	if err := addSig(env, secs[0]); err != nil {
 		t.Fatal(err)
 	}
-	if err := Sign(env, keySigner{secs[0]}); err == nil {
+	if err := addSig(env, secs[0]); err == nil {
 		t.Fatal("second signature by one key accepted")
 	}
 }

@@ -12,18 +12,10 @@ import (
 	"strconv"
 
 	"github.com/torwrt/torwrt/internal/signer"
-	"github.com/torwrt/torwrt/internal/usign"
 )
 
 // ErrDSSE marks an envelope that does not verify.
 var ErrDSSE = errors.New("provenance: DSSE envelope does not verify")
-
-// DSSESigner signs DSSE pre-authentication encodings. signer.Signer
-// satisfies it; UsignDSSE adapts an image signer.
-type DSSESigner interface {
-	KeyID() string
-	Sign(ctx context.Context, msg []byte) ([]byte, error)
-}
 
 // Envelope is a DSSE envelope (https://github.com/secure-systems-lab/dsse).
 type Envelope struct {
@@ -54,10 +46,11 @@ func PAE(payloadType string, payload []byte) []byte {
 }
 
 // SignDSSE wraps payload (an in-toto statement: payloadType PayloadType)
-// in a DSSE envelope signed by every signer, and returns the envelope as
+// in a DSSE envelope signed by every signer (keyid: the signer's key id,
+// which for a usign release key is its fingerprint), and returns the envelope as
 // one line of JSON with a final newline (the .intoto.jsonl form). Ed25519
 // signatures are deterministic, so equal inputs give equal envelopes.
-func SignDSSE(ctx context.Context, payloadType string, payload []byte, signers ...DSSESigner) ([]byte, error) {
+func SignDSSE(ctx context.Context, payloadType string, payload []byte, signers ...signer.Signer) ([]byte, error) {
 	if len(signers) == 0 {
 		return nil, fmt.Errorf("%w: no signer for the DSSE envelope", ErrInput)
 	}
@@ -87,7 +80,7 @@ func SignDSSE(ctx context.Context, payloadType string, payload []byte, signers .
 
 // AddDSSESignature adds s's signature to an existing envelope (another key
 // holder countersigning), refusing a key that already signed.
-func AddDSSESignature(ctx context.Context, envelope []byte, s DSSESigner) ([]byte, error) {
+func AddDSSESignature(ctx context.Context, envelope []byte, s signer.Signer) ([]byte, error) {
 	env, payload, err := decodeEnvelope(envelope)
 	if err != nil {
 		return nil, err
@@ -167,29 +160,4 @@ func VerifyDSSE(envelope []byte, keys map[string]crypto.PublicKey, threshold int
 	}
 	sort.Strings(v.KeyIDs)
 	return v, nil
-}
-
-// UsignSigner is what images are signed with (imagesig.Signer).
-type UsignSigner interface {
-	Fingerprint() usign.Fingerprint
-	SignMessage(msg []byte) (*usign.Signature, error)
-}
-
-// UsignDSSE lets an image signer sign DSSE envelopes: the key id is the
-// usign fingerprint and the signature the raw Ed25519 bytes.
-func UsignDSSE(s UsignSigner) DSSESigner { return usignDSSE{s} }
-
-type usignDSSE struct{ s UsignSigner }
-
-func (u usignDSSE) KeyID() string { return u.s.Fingerprint().String() }
-
-func (u usignDSSE) Sign(ctx context.Context, msg []byte) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	sig, err := u.s.SignMessage(msg)
-	if err != nil {
-		return nil, err
-	}
-	return bytes.Clone(sig.Sig[:]), nil
 }

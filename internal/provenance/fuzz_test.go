@@ -16,8 +16,8 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/provenance"
+	"github.com/torwrt/torwrt/internal/signer"
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
@@ -39,7 +39,11 @@ type ecdsaDSSE struct {
 	priv *ecdsa.PrivateKey
 }
 
-func (e ecdsaDSSE) KeyID() string { return e.id }
+var _ signer.Signer = ecdsaDSSE{}
+
+func (e ecdsaDSSE) KeyID() string            { return e.id }
+func (e ecdsaDSSE) Public() crypto.PublicKey { return &e.priv.PublicKey }
+func (e ecdsaDSSE) Close() error             { return nil }
 
 func (e ecdsaDSSE) Sign(_ context.Context, msg []byte) ([]byte, error) {
 	sum := sha256.Sum256(msg)
@@ -61,7 +65,10 @@ func FuzzVerifyDSSE(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	ed := provenance.UsignDSSE(imagesig.KeySigner{Key: uk})
+	ed, err := signer.FromUsign(uk)
+	if err != nil {
+		f.Fatal(err)
+	}
 	ecPriv, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), fuzzSeed("ecdsa", 32))
 	if err != nil {
 		f.Fatal(err)
@@ -71,7 +78,10 @@ func FuzzVerifyDSSE(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	untrusted := provenance.UsignDSSE(imagesig.KeySigner{Key: outsider})
+	untrusted, err := signer.FromUsign(outsider)
+	if err != nil {
+		f.Fatal(err)
+	}
 	keys := map[string]crypto.PublicKey{
 		ed.KeyID(): uk.Public().Key,
 		ec.KeyID(): &ecPriv.PublicKey,
@@ -85,7 +95,7 @@ func FuzzVerifyDSSE(f *testing.F) {
 	// carry, since the fuzzer cannot forge a signature.
 	signed := map[string]bool{}
 	ctx := f.Context()
-	sign := func(payload []byte, s ...provenance.DSSESigner) []byte {
+	sign := func(payload []byte, s ...signer.Signer) []byte {
 		env, err := provenance.SignDSSE(ctx, provenance.PayloadType, payload, s...)
 		if err != nil {
 			f.Fatal(err)

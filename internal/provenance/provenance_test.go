@@ -24,7 +24,6 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
 
-	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/profile"
 	"github.com/torwrt/torwrt/internal/provenance"
 	"github.com/torwrt/torwrt/internal/signer"
@@ -348,7 +347,10 @@ func TestDSSE(t *testing.T) {
 		t.Fatal(err)
 	}
 	uk, _ := usign.GenerateKey(rand.Reader, "image key")
-	img := provenance.UsignDSSE(imagesig.KeySigner{Key: uk})
+	img, err := signer.FromUsign(uk)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	stmt, err := provenance.Statement(statementInput(map[string][]byte{"a.bin": []byte("a")}))
 	if err != nil {
@@ -399,7 +401,7 @@ func TestDSSE(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, err := ev.Verify(t.Context(), &ssl); err != nil {
-			t.Fatalf("go-securesystemslib refuses the %s signature: %v", s.Algorithm(), err)
+			t.Fatalf("go-securesystemslib refuses the %s signature: %v", s, err)
 		}
 	}
 	// Tampering with the payload breaks every signature.

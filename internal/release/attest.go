@@ -3,7 +3,6 @@ package release
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/torwrt/torwrt/internal/dist"
 	"github.com/torwrt/torwrt/internal/fwimage"
 	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/pkgdb"
@@ -24,24 +24,6 @@ import (
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
-// Files Attest writes into dist/<profile>/.
-const (
-	CosignSuffix   = ".cosign.sig"
-	CosignPubFile  = "cosign.pub"
-	SBOMFile       = "sbom.cdx.json"
-	StatementFile  = "provenance.intoto.json"
-	ProvenanceFile = "provenance.intoto.jsonl"
-	LockFile       = "lock.json"
-	SumsFile       = "sha256sums"
-)
-
-// CosignSignature returns the detached signature `cosign verify-blob
-// --signature` reads for a usign signature: the 64 raw Ed25519 bytes,
-// base64. It verifies with the PKIX PEM of the same key (signer.PublicKeyPEM).
-func CosignSignature(sig *usign.Signature) []byte {
-	return []byte(base64.StdEncoding.EncodeToString(sig.Sig[:]))
-}
-
 // AttestOptions configure Attest.
 type AttestOptions struct {
 	Dist string
@@ -50,7 +32,7 @@ type AttestOptions struct {
 	Keys *usign.Keyring
 	// Signers sign the provenance statement (DSSE). None: the statement
 	// is checked but left unsigned.
-	Signers []provenance.DSSESigner
+	Signers []signer.Signer
 	// LockDir holds <profile>/lock.json for profiles whose dist directory
 	// has no lock.json; the SBOM takes package hashes from the lock.
 	LockDir string
@@ -75,7 +57,7 @@ type Attested struct {
 // statement signed as a DSSE envelope. The statement's subjects must equal
 // the image digests. sha256sums is extended with the new files.
 func Attest(ctx context.Context, o AttestOptions) ([]Attested, error) {
-	profiles, err := FindProfiles(o.Dist)
+	profiles, err := dist.FindProfiles(o.Dist)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +72,7 @@ func Attest(ctx context.Context, o AttestOptions) ([]Attested, error) {
 	return out, nil
 }
 
-func attestProfile(ctx context.Context, p *Profile, o AttestOptions) (*Attested, error) {
+func attestProfile(ctx context.Context, p *dist.Profile, o AttestOptions) (*Attested, error) {
 	r := p.Report
 	a := &Attested{Profile: r.Profile, Image: r.Image}
 	img, err := os.ReadFile(p.ImagePath())
@@ -113,23 +95,19 @@ func attestProfile(ctx context.Context, p *Profile, o AttestOptions) (*Attested,
 	if err != nil {
 		return nil, fmt.Errorf("%s.sig: %w", p.ImagePath(), err)
 	}
-	pemKey, err := signer.PublicKeyPEM(pub.Key)
+	written, err := dist.CosignFiles(r.Image, sig, pub)
 	if err != nil {
 		return nil, err
 	}
-	written := map[string][]byte{
-		r.Image + CosignSuffix: CosignSignature(sig),
-		CosignPubFile:          pemKey,
-	}
 
 	// SBOM, unless the build wrote one.
-	if _, err := os.Stat(filepath.Join(p.Dir, SBOMFile)); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(p.Path(dist.SBOMFile)); errors.Is(err, os.ErrNotExist) {
 		doc, note, err := sbomFromDist(p, img, o)
 		if err != nil {
 			return nil, err
 		}
 		if doc != nil {
-			written[SBOMFile] = doc
+			written[dist.SBOMFile] = doc
 		} else {
 			a.Notes = append(a.Notes, note)
 		}
@@ -139,12 +117,12 @@ func attestProfile(ctx context.Context, p *Profile, o AttestOptions) (*Attested,
 
 	// Provenance: the build's statement if it wrote one, else one made
 	// from the build report. Its subjects must be the image as published.
-	stmt, err := os.ReadFile(filepath.Join(p.Dir, StatementFile))
+	stmt, err := os.ReadFile(p.Path(dist.StatementFile))
 	if errors.Is(err, os.ErrNotExist) {
-		if stmt, err = statementFromReport(r, img, o); err != nil {
+		if stmt, err = statementFromReport(r, o); err != nil {
 			return nil, err
 		}
-		written[StatementFile] = stmt
+		written[dist.StatementFile] = stmt
 	} else if err != nil {
 		return nil, err
 	}
@@ -156,7 +134,7 @@ func attestProfile(ctx context.Context, p *Profile, o AttestOptions) (*Attested,
 		if err != nil {
 			return nil, err
 		}
-		written[ProvenanceFile] = env
+		written[dist.ProvenanceFile] = env
 	} else {
 		a.Notes = append(a.Notes, "provenance left unsigned: no --key given")
 	}
@@ -171,7 +149,7 @@ func attestProfile(ctx context.Context, p *Profile, o AttestOptions) (*Attested,
 			return nil, err
 		}
 	}
-	if err := extendSums(p.Dir, names); err != nil {
+	if err := dist.ExtendSums(p.Dir, names); err != nil {
 		return nil, err
 	}
 	a.Wrote = names
@@ -195,10 +173,10 @@ func checkSubjects(stmt []byte, image, sum string) error {
 	return fmt.Errorf("%w: provenance has no subject named %s", ErrDist, image)
 }
 
-func readLock(p *Profile, lockDir string) (*profile.Lock, string, error) {
-	cands := []string{filepath.Join(p.Dir, LockFile)}
+func readLock(p *dist.Profile, lockDir string) (*profile.Lock, string, error) {
+	cands := []string{p.Path(dist.LockFile)}
 	if lockDir != "" {
-		cands = append(cands, filepath.Join(lockDir, p.Report.Profile, LockFile))
+		cands = append(cands, filepath.Join(lockDir, p.Report.Profile, dist.LockFile))
 	}
 	for _, c := range cands {
 		data, err := os.ReadFile(c)
@@ -225,14 +203,14 @@ func readLock(p *Profile, lockDir string) (*profile.Lock, string, error) {
 // sbomFromDist makes the SBOM from dist alone: the .manifest, the lock
 // (dist/<profile>/lock.json or LockDir) and the daemon read out of the
 // image's root filesystem. Without a lock it returns a note instead.
-func sbomFromDist(p *Profile, img []byte, o AttestOptions) ([]byte, string, error) {
+func sbomFromDist(p *dist.Profile, img []byte, o AttestOptions) ([]byte, string, error) {
 	r := p.Report
 	lock, _, err := readLock(p, o.LockDir)
 	if err != nil {
 		return nil, "", err
 	}
 	if lock == nil {
-		return nil, fmt.Sprintf("no SBOM: the build wrote none and no lock file is available (want %s/%s or --lock-dir)", p.Dir, LockFile), nil
+		return nil, fmt.Sprintf("no SBOM: the build wrote none and no lock file is available (want %s/%s or --lock-dir)", p.Dir, dist.LockFile), nil
 	}
 	manifests, _ := filepath.Glob(filepath.Join(p.Dir, "*.manifest"))
 	if len(manifests) != 1 {
@@ -254,12 +232,11 @@ func sbomFromDist(p *Profile, img []byte, o AttestOptions) ([]byte, string, erro
 	if err != nil {
 		return nil, "", err
 	}
-	doc, err := provenance.SBOM(provenance.SBOMInput{
-		Image: provenance.Subject{Name: r.Image, SHA256: r.ImageSHA256}, ImageSize: int64(len(img)),
-		Profile: r.Profile, Brand: r.Brand, Version: r.Version, Board: r.Board, Simulated: r.Simulated,
-		ImageBuilder: r.ImageBuilder, Manifest: man, Lock: lock, Daemon: daemon, Installed: db,
-		SourceDateEpoch: r.SourceDateEpoch, Tool: o.Tool,
-	})
+	// The image as read, whatever the report says about its size (its
+	// hash was checked against the report's).
+	rr := *r
+	rr.ImageSize = int64(len(img))
+	doc, err := dist.SBOM(&rr, dist.SBOMInput{Manifest: man, Lock: lock, Installed: db, Daemon: daemon, Tool: o.Tool})
 	return doc, "", err
 }
 
@@ -287,47 +264,6 @@ func daemonFromRootfs(fsys fs.FS) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, 64<<20))
 }
 
-func statementFromReport(r *Report, img []byte, o AttestOptions) ([]byte, error) {
-	if r.Daemon == nil {
-		return nil, errors.New("build report has no daemon section; cannot write provenance")
-	}
-	return provenance.Statement(provenance.StatementInput{
-		Subjects:  []provenance.Subject{{Name: r.Image, SHA256: sha256Hex(img)}},
-		BuilderID: o.BuilderID, Profile: r.Profile, Brand: r.Brand, Version: r.Version, Simulated: r.Simulated,
-		ImageBuilder: r.ImageBuilder, LockSHA256: r.LockSHA256, ProfileSHA256: r.ProfileSHA256,
-		GoVersion: r.Daemon.GoVersion, DaemonSHA256: r.Daemon.SHA256, DaemonArgv: r.Daemon.Argv, DaemonEnv: r.Daemon.Env,
-		SourceRepo: o.SourceRepo, SourceCommit: o.SourceCommit, SourceDateEpoch: r.SourceDateEpoch, Engine: r.Engine,
-	})
-}
-
-// extendSums adds (or refreshes) names in dir/sha256sums, sorted.
-func extendSums(dir string, names []string) error {
-	path := filepath.Join(dir, SumsFile)
-	lines := map[string]string{}
-	if data, err := os.ReadFile(path); err == nil {
-		for _, l := range strings.Split(string(data), "\n") {
-			if sum, name, ok := strings.Cut(l, " *"); ok {
-				lines[name] = sum
-			}
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	for _, n := range names {
-		data, err := os.ReadFile(filepath.Join(dir, n))
-		if err != nil {
-			return err
-		}
-		lines[n] = sha256Hex(data)
-	}
-	keys := make([]string, 0, len(lines))
-	for k := range lines {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s *%s\n", lines[k], k)
-	}
-	return imagesig.WriteFileAtomic(path, []byte(b.String()), 0o644)
+func statementFromReport(r *dist.Report, o AttestOptions) ([]byte, error) {
+	return dist.Statement(r, dist.StatementInput{BuilderID: o.BuilderID, SourceRepo: o.SourceRepo, SourceCommit: o.SourceCommit})
 }

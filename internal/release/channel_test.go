@@ -9,15 +9,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/torwrt/torwrt/internal/dist"
 	"github.com/torwrt/torwrt/internal/release"
 )
 
 // The manifest's channel is the one the images were built for (their
 // brand's, in the build report): routers refuse a manifest of any other.
 func TestPrepareChannel(t *testing.T) {
-	dist := makeDist(t, newHolder(t, t.TempDir(), "image"))
+	distDir := makeDist(t, newHolder(t, t.TempDir(), "image"))
 	opts := func(channel string) release.PrepareOptions {
-		return release.PrepareOptions{Dist: dist, Channel: channel, Sequence: 1, IssuedAt: now, Lifetime: 720 * time.Hour}
+		return release.PrepareOptions{Dist: distDir, Channel: channel, Sequence: 1, IssuedAt: now, Lifetime: 720 * time.Hour}
 	}
 	// No --channel: the reports' channel.
 	m, _, err := release.Prepare(t.Context(), opts(""))
@@ -33,7 +34,7 @@ func TestPrepareChannel(t *testing.T) {
 		t.Fatalf("other channel: %v", err)
 	}
 	// A report without a channel (an older build): refused, fail closed.
-	repPath := filepath.Join(dist, "gl-ar150", release.ReportFile)
+	repPath := filepath.Join(distDir, "gl-ar150", dist.ReportFile)
 	data, _ := os.ReadFile(repPath)
 	var rep map[string]any
 	if err := json.Unmarshal(data, &rep); err != nil {

@@ -34,11 +34,6 @@ func fuzzKeys(tb testing.TB, label string, n int) []*usign.SecretKey {
 	return out
 }
 
-type fuzzSigner struct{ k *usign.SecretKey }
-
-func (s fuzzSigner) Fingerprint() usign.Fingerprint                 { return s.k.Fingerprint }
-func (s fuzzSigner) SignMessage(m []byte) (*usign.Signature, error) { return s.k.Sign(m) }
-
 func fuzzPubs(ks ...*usign.SecretKey) []*usign.PublicKey {
 	var out []*usign.PublicKey
 	for _, k := range ks {
@@ -55,7 +50,7 @@ func fuzzSign(tb testing.TB, unsigned []byte, ks ...*usign.SecretKey) []byte {
 		tb.Fatal(err)
 	}
 	for _, k := range ks {
-		if err := manifest.Sign(env, fuzzSigner{k}); err != nil {
+		if err := addSig(env, k); err != nil {
 			tb.Fatal(err)
 		}
 	}

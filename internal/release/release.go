@@ -21,10 +21,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/torwrt/torwrt/internal/dist"
 	"github.com/torwrt/torwrt/internal/fwimage"
 	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/manifest"
@@ -46,81 +46,6 @@ var (
 	// re-hashed or badly signed image).
 	ErrDist = errors.New("release: dist does not match the manifest")
 )
-
-// ReportFile is the build report each dist/<profile>/ holds.
-const ReportFile = "build-report.json"
-
-// Report is the part of internal/build's build-report.json a release reads.
-type Report struct {
-	Profile         string   `json:"profile"`
-	Brand           string   `json:"brand"`
-	Channel         string   `json:"channel"` // the brand's release channel the image's router follows
-	Simulated       bool     `json:"simulated"`
-	Version         string   `json:"version"`
-	Build           uint64   `json:"build"`
-	SourceDateEpoch int64    `json:"source_date_epoch"`
-	ImageBuilder    string   `json:"imagebuilder_image"`
-	Engine          string   `json:"engine"`
-	LockSHA256      string   `json:"lock_sha256"`
-	ProfileSHA256   string   `json:"profile_sha256"`
-	Packages        []string `json:"packages"`
-	Image           string   `json:"image"`
-	ImageSHA256     string   `json:"image_sha256"`
-	ImageSize       int64    `json:"image_size"`
-	SignedBy        string   `json:"signed_by"`
-	Board           string   `json:"board"`
-	Daemon          *struct {
-		SHA256    string   `json:"sha256"`
-		GoVersion string   `json:"go_version"`
-		Argv      []string `json:"argv"`
-		Env       []string `json:"env"`
-	} `json:"daemon"`
-}
-
-// Profile is one built profile found in dist/.
-type Profile struct {
-	Dir    string
-	Report *Report
-}
-
-// ImagePath is the image file of p.
-func (p *Profile) ImagePath() string { return filepath.Join(p.Dir, p.Report.Image) }
-
-// FindProfiles returns the profiles in dist (every dist/*/build-report.json),
-// sorted by profile id.
-func FindProfiles(dist string) ([]*Profile, error) {
-	matches, err := filepath.Glob(filepath.Join(dist, "*", ReportFile))
-	if err != nil {
-		return nil, err
-	}
-	var out []*Profile
-	for _, m := range matches {
-		dir := filepath.Dir(m)
-		if strings.HasPrefix(filepath.Base(dir), ".") {
-			continue // an incomplete build's staging directory
-		}
-		data, err := os.ReadFile(m)
-		if err != nil {
-			return nil, err
-		}
-		var r Report
-		if err := json.Unmarshal(data, &r); err != nil {
-			return nil, fmt.Errorf("%s: %w", m, err)
-		}
-		if r.Profile == "" || r.Image == "" || strings.ContainsAny(r.Image, `/\`) {
-			return nil, fmt.Errorf("%s: no profile or image name", m)
-		}
-		if r.Profile != filepath.Base(dir) {
-			return nil, fmt.Errorf("%s: report is for profile %q but lives in %s/", m, r.Profile, filepath.Base(dir))
-		}
-		out = append(out, &Profile{Dir: dir, Report: &r})
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no built profiles in %s (want %s/<profile>/%s); run: imgbuild build --all --out %s", dist, dist, ReportFile, dist)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Report.Profile < out[j].Report.Profile })
-	return out, nil
-}
 
 // PrepareOptions say what manifest to write.
 type PrepareOptions struct {
@@ -148,7 +73,7 @@ type PrepareOptions struct {
 // build report (size, sha256, metadata), and returns the unsigned manifest
 // and its envelope file.
 func Prepare(ctx context.Context, o PrepareOptions) (*manifest.Manifest, []byte, error) {
-	profiles, err := FindProfiles(o.Dist)
+	profiles, err := dist.FindProfiles(o.Dist)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -174,7 +99,7 @@ func Prepare(ctx context.Context, o PrepareOptions) (*manifest.Manifest, []byte,
 		// channel: a manifest of another would be refused by every one.
 		switch {
 		case r.Channel == "":
-			return nil, nil, fmt.Errorf("%w: %s names no release channel (built by an older imgbuild); rebuild profile %s", ErrDist, filepath.Join(p.Dir, ReportFile), r.Profile)
+			return nil, nil, fmt.Errorf("%w: %s names no release channel (built by an older imgbuild); rebuild profile %s", ErrDist, filepath.Join(p.Dir, dist.ReportFile), r.Profile)
 		case m.Channel == "":
 			m.Channel = r.Channel
 		case r.Channel != m.Channel:
@@ -364,11 +289,14 @@ func Sign(ctx context.Context, data []byte, s signer.Signer, o SignOptions) ([]b
 	if err := checkExisting(ctx, in, s.KeyID(), o); err != nil {
 		return nil, nil, err
 	}
-	u, err := signer.Usign(ctx, s)
-	if err != nil {
+	sig, err := signer.SignUsign(ctx, s, in.Envelope.Signed)
+	if errors.Is(err, signer.ErrNotEd25519) {
 		return nil, nil, fmt.Errorf("%w; a non-Ed25519 key can add a detached signature instead (imgbuild release sign --detached)", err)
 	}
-	if err := manifest.Sign(in.Envelope, u); err != nil {
+	if err != nil {
+		return nil, nil, fmt.Errorf("manifest: signing with key %s: %w", s.KeyID(), err)
+	}
+	if err := in.Envelope.AddSignature(sig); err != nil {
 		return nil, nil, err
 	}
 	out, err := in.Envelope.Marshal()

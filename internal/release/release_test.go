@@ -18,8 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/torwrt/torwrt/internal/dist"
 	"github.com/torwrt/torwrt/internal/fwimage"
-	"github.com/torwrt/torwrt/internal/imagesig"
+	"github.com/torwrt/torwrt/internal/imagesig/imagesign"
 	"github.com/torwrt/torwrt/internal/manifest"
 	"github.com/torwrt/torwrt/internal/provenance"
 	"github.com/torwrt/torwrt/internal/release"
@@ -73,19 +74,19 @@ func sha(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// makeDist writes dist/gl-ar150 as the build does: signed image, .sig,
+// makeDist writes distDir/gl-ar150 as the build does: signed image, .sig,
 // .manifest and build report.
 func makeDist(t *testing.T, imageKey *holder) string {
 	t.Helper()
-	dist := t.TempDir()
-	dir := filepath.Join(dist, "gl-ar150")
+	distDir := t.TempDir()
+	dir := filepath.Join(distDir, "gl-ar150")
 	os.MkdirAll(dir, 0o755)
 	name := "torwrt-0.1.0-gl-ar150-squashfs-sysupgrade.bin"
 	var unsigned bytes.Buffer
 	fwimage.AppendChunk(&unsigned, bytes.NewReader(bytes.Repeat([]byte("kernel+rootfs "), 3000)), fwimage.TypeMetadata, fwimage.MetadataChunk([]byte(meta)))
 	img := filepath.Join(dir, name)
 	os.WriteFile(img, unsigned.Bytes(), 0o644)
-	res, err := imagesig.SignFile(img, img, imagesig.KeySigner{Key: imageKey.key})
+	res, err := imagesign.SignFile(t.Context(), img, img, imageKey.s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,14 +101,14 @@ func makeDist(t *testing.T, imageKey *holder) string {
 		"daemon": map[string]any{"sha256": sha([]byte("daemon")), "go_version": "go1.26.8", "argv": []string{"go", "build"}, "env": []string{"CGO_ENABLED=0"}},
 	}
 	b, _ := json.MarshalIndent(rep, "", "  ")
-	os.WriteFile(filepath.Join(dir, release.ReportFile), b, 0o644)
-	return dist
+	os.WriteFile(filepath.Join(dir, dist.ReportFile), b, 0o644)
+	return distDir
 }
 
-func prepare(t *testing.T, dist string, seq uint64) []byte {
+func prepare(t *testing.T, distDir string, seq uint64) []byte {
 	t.Helper()
 	_, env, err := release.Prepare(t.Context(), release.PrepareOptions{
-		Dist: dist, Channel: "stable", Sequence: seq, IssuedAt: now, Lifetime: 720 * time.Hour,
+		Dist: distDir, Channel: "stable", Sequence: seq, IssuedAt: now, Lifetime: 720 * time.Hour,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -128,8 +129,8 @@ func TestThresholdRelease(t *testing.T) {
 	dir := t.TempDir()
 	a, b, c := newHolder(t, dir, "alice"), newHolder(t, dir, "bob"), newHolder(t, dir, "carol")
 	kr := keyring(t, a, b, c)
-	dist := makeDist(t, a)
-	env := prepare(t, dist, 7)
+	distDir := makeDist(t, a)
+	env := prepare(t, distDir, 7)
 
 	in, err := release.Inspect(env)
 	if err != nil {
@@ -140,7 +141,7 @@ func TestThresholdRelease(t *testing.T) {
 		t.Fatalf("prepared manifest %+v", in.Manifest)
 	}
 	verify := func(env []byte) error {
-		_, err := release.Verify(t.Context(), env, release.VerifyOptions{Keys: kr, Threshold: 2, Now: now, Dist: dist})
+		_, err := release.Verify(t.Context(), env, release.VerifyOptions{Keys: kr, Threshold: 2, Now: now, Dist: distDir})
 		return err
 	}
 	one := sign(t, env, a, kr)
@@ -170,8 +171,8 @@ func TestThresholdRelease(t *testing.T) {
 		t.Fatalf("untrusted key counted: %v", err)
 	}
 
-	// dist must match: a changed image is refused.
-	img := filepath.Join(dist, "gl-ar150", r.Image)
+	// distDir must match: a changed image is refused.
+	img := filepath.Join(distDir, "gl-ar150", r.Image)
 	data, _ := os.ReadFile(img)
 	data[100] ^= 1
 	os.WriteFile(img, data, 0o644)
@@ -299,9 +300,9 @@ func TestAttestAndCosign(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ec.Close()
-	dist := makeDist(t, a)
+	distDir := makeDist(t, a)
 	res, err := release.Attest(t.Context(), release.AttestOptions{
-		Dist: dist, Keys: keyring(t, a), Signers: []provenance.DSSESigner{a.s, ec},
+		Dist: distDir, Keys: keyring(t, a), Signers: []signer.Signer{a.s, ec},
 		SourceCommit: strings.Repeat("c", 40),
 	})
 	if err != nil {
@@ -310,7 +311,7 @@ func TestAttestAndCosign(t *testing.T) {
 	if len(res) != 1 || len(res[0].Notes) != 1 || !strings.Contains(res[0].Notes[0], "no SBOM") {
 		t.Fatalf("attest result %+v", res)
 	}
-	p := filepath.Join(dist, "gl-ar150")
+	p := filepath.Join(distDir, "gl-ar150")
 	img := filepath.Join(p, res[0].Image)
 	cosignVerify := func(key, sig, blob string) error {
 		cmd := exec.Command(cosign, "verify-blob", "--offline=true", "--key", key, "--signature", sig, "--insecure-ignore-tlog=true", blob)
@@ -324,7 +325,7 @@ func TestAttestAndCosign(t *testing.T) {
 		}
 		return nil
 	}
-	if err := cosignVerify(filepath.Join(p, release.CosignPubFile), img+release.CosignSuffix, img); err != nil {
+	if err := cosignVerify(filepath.Join(p, dist.CosignPubFile), img+dist.CosignSuffix, img); err != nil {
 		t.Fatalf("cosign verify-blob refuses the image signature: %v", err)
 	}
 	// A flipped byte is refused by cosign too (the check is real).
@@ -332,12 +333,12 @@ func TestAttestAndCosign(t *testing.T) {
 	bad := filepath.Join(dir, "bad.bin")
 	data[len(data)/2] ^= 1
 	os.WriteFile(bad, data, 0o644)
-	if cosignVerify(filepath.Join(p, release.CosignPubFile), img+release.CosignSuffix, bad) == nil {
+	if cosignVerify(filepath.Join(p, dist.CosignPubFile), img+dist.CosignSuffix, bad) == nil {
 		t.Fatal("cosign accepted a modified image")
 	}
 
 	// Provenance: DSSE by both keys, subject digest = image digest.
-	envData, err := os.ReadFile(filepath.Join(p, release.ProvenanceFile))
+	envData, err := os.ReadFile(filepath.Join(p, dist.ProvenanceFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,15 +351,15 @@ func TestAttestAndCosign(t *testing.T) {
 	if len(subjects) != 1 || subjects[0].Name != res[0].Image || subjects[0].SHA256 != sha(img0) {
 		t.Fatalf("subjects %+v, image sha256 %s", subjects, sha(img0))
 	}
-	sums, _ := os.ReadFile(filepath.Join(p, release.SumsFile))
-	for _, f := range []string{release.ProvenanceFile, release.CosignPubFile, res[0].Image + release.CosignSuffix} {
+	sums, _ := os.ReadFile(filepath.Join(p, dist.SumsFile))
+	for _, f := range []string{dist.ProvenanceFile, dist.CosignPubFile, res[0].Image + dist.CosignSuffix} {
 		if !strings.Contains(string(sums), "*"+f+"\n") {
 			t.Errorf("sha256sums lacks %s:\n%s", f, sums)
 		}
 	}
 
 	// A manifest's detached ECDSA signature verifies with cosign too.
-	env := sign(t, prepare(t, dist, 1), a, nil)
+	env := sign(t, prepare(t, distDir, 1), a, nil)
 	det, _, err := release.SignDetached(t.Context(), env, ec, release.SignOptions{Trusted: keyring(t, a)})
 	if err != nil {
 		t.Fatal(err)
@@ -377,8 +378,8 @@ func TestAttestAndCosign(t *testing.T) {
 	}
 
 	// Provenance whose subject is not the image is refused.
-	os.WriteFile(filepath.Join(p, release.StatementFile), []byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"other.bin","digest":{"sha256":"`+strings.Repeat("0", 64)+`"}}]}`), 0o644)
-	if _, err := release.Attest(t.Context(), release.AttestOptions{Dist: dist, Keys: keyring(t, a)}); !errors.Is(err, release.ErrDist) {
+	os.WriteFile(filepath.Join(p, dist.StatementFile), []byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"other.bin","digest":{"sha256":"`+strings.Repeat("0", 64)+`"}}]}`), 0o644)
+	if _, err := release.Attest(t.Context(), release.AttestOptions{Dist: distDir, Keys: keyring(t, a)}); !errors.Is(err, release.ErrDist) {
 		t.Fatalf("provenance about another file accepted: %v", err)
 	}
 }

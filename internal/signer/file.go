@@ -22,8 +22,8 @@ import (
 // maxKeyFile bounds what is read of a key file.
 const maxKeyFile = 16 << 10
 
-// FromUsign wraps a usign secret key held in memory (what
-// imagesig.KeySigner holds) as a Signer with the key's own fingerprint.
+// FromUsign wraps a usign secret key held in memory as a Signer whose key
+// id is the key's own fingerprint. Closing it releases nothing.
 func FromUsign(k *usign.SecretKey) (Signer, error) {
 	sv, err := signature.LoadED25519SignerVerifier(k.Key)
 	if err != nil {
@@ -81,7 +81,10 @@ func openFile(path string) (Signer, error) {
 	case bytes.Contains(data, []byte("-----BEGIN ")):
 		return parsePEMKey(path, data)
 	default:
-		return nil, fmt.Errorf("%w: %s is neither a usign secret key nor a PEM private key", ErrBadURI, path)
+		// usign's own parser says what is wrong with a usign key file
+		// that lost its comment line or was emptied.
+		_, uerr := usign.ParseSecretKey(data)
+		return nil, fmt.Errorf("%w: %s is neither a usign secret key nor a PEM private key (as a usign key: %v)", ErrBadURI, path, uerr)
 	}
 }
 
@@ -150,7 +153,7 @@ func parsePEMKey(path string, data []byte) (Signer, error) {
 	default:
 		return nil, fmt.Errorf("%w: %s holds a %T key; %s", ErrUnsupportedKey, path, priv, supportedKeys)
 	}
-	if _, err := algorithmOf(pub); err != nil {
+	if _, err := AlgorithmOf(pub); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	sv, err := signature.LoadSignerVerifier(priv, crypto.SHA256)

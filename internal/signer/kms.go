@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/sigstore/sigstore/pkg/signature/kms"
 	"github.com/sigstore/sigstore/pkg/signature/options"
@@ -27,14 +28,31 @@ func openKMS(ctx context.Context, ref, module string) (Signer, error) {
 	}
 	pub, err := sv.PublicKey(options.WithContext(ctx))
 	if err != nil {
+		closeClient(sv)
 		return nil, fmt.Errorf("reading the public key of %s: %w: %v (is the KMS reachable and the key name right?)", desc, ErrBackend, err)
 	}
 	if _, ok := pub.(ed25519.PublicKey); ok {
 		// Pure Ed25519 signs the message itself; providers prehash
 		// unless the hash function is zero.
+		closeClient(sv)
 		if sv, err = kms.Get(ctx, ref, crypto.Hash(0)); err != nil {
 			return nil, fmt.Errorf("opening %s: %w: %v", desc, ErrBackend, err)
 		}
 	}
-	return newKey("kms "+desc, pub, sv, "", nil)
+	s, err := newKey("kms "+desc, pub, sv, "", func() error { return closeClient(sv) })
+	if err != nil {
+		closeClient(sv)
+		return nil, err
+	}
+	return s, nil
+}
+
+// closeClient releases a KMS client. sigstore's providers (v1.10) hold
+// their SDK clients without a Close method; one that gains one, or that a
+// future provider has, is closed here.
+func closeClient(sv any) error {
+	if c, ok := sv.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }

@@ -13,8 +13,9 @@
 //
 // Images can only be signed by Ed25519 keys: OpenWrt's usign and ucert verify
 // nothing else. An ECDSA P-256 key (common in cloud KMS) may sign the update
-// manifest's detached cosign-style signature and build provenance; Usign
-// refuses it for images. docs/releasing.md describes the combinations.
+// manifest's detached cosign-style signature and build provenance;
+// UsignFingerprint and SignUsign refuse it for images and manifests.
+// docs/releasing.md describes the combinations.
 //
 // KMS providers register themselves when their module is linked in; the
 // imgbuild command links all four (blank imports in cmd/imgbuild). A binary
@@ -72,25 +73,24 @@ var (
 	ErrBadSignature = errors.New("signer: backend returned a signature that does not verify")
 )
 
-// Signer is one signing key.
+// Signer is one signing key: the one interface every signature torwrt
+// makes goes through (image chunk and detached .sig, manifest and key list
+// signatures, DSSE provenance, cosign-style detached signatures). Open
+// returns one for every key kind; FromUsign wraps a key held in memory.
+// Implementations hold no context: each Sign gets its own.
 type Signer interface {
 	// KeyID names the key in key lists, logs and signatures: 16 lowercase
 	// hex digits. For usign keys it is the usign fingerprint; for other
-	// keys see DerivedKeyID.
+	// keys see DerivedKeyID. Image and manifest signatures carry it as
+	// their usign key number (UsignFingerprint).
 	KeyID() string
-	// Algorithm is the key's scheme.
-	Algorithm() Algorithm
 	// Public is the public key (ed25519.PublicKey or *ecdsa.PublicKey).
 	Public() crypto.PublicKey
 	// Sign signs msg (pure Ed25519, or ECDSA P-256 over SHA-256(msg) in
 	// ASN.1 DER) and checks the result against Public before returning.
 	Sign(ctx context.Context, msg []byte) ([]byte, error)
-	// SignerVerifier is the key as sigstore sees it, for code that speaks
-	// sigstore (DSSE, cosign-compatible blobs).
-	SignerVerifier() signature.SignerVerifier
-	// String describes the key without secrets (PINs and tokens redacted).
-	String() string
-	// Close releases HSM sessions and KMS clients.
+	// Close releases HSM sessions and modules and KMS clients. The code
+	// that opened the key closes it, once; Sign after Close fails.
 	Close() error
 }
 
@@ -140,56 +140,61 @@ func Open(ctx context.Context, ref string, opt Options) (Signer, error) {
 	return openFile(ref)
 }
 
-// Usign returns s as a usign signer (imagesig.Signer and manifest.Signer):
-// only Ed25519 keys qualify. ctx bounds every signature the result makes;
-// use the result for one signing session and drop it.
-func Usign(ctx context.Context, s Signer) (*UsignSigner, error) {
-	if s.Algorithm() != Ed25519 {
-		return nil, fmt.Errorf("%w (%s is %s)", ErrNotEd25519, s, s.Algorithm())
+// AlgorithmOf is the scheme of a public key: Ed25519, ECDSA P-256, or an
+// ErrUnsupportedKey error.
+func AlgorithmOf(pub crypto.PublicKey) (Algorithm, error) {
+	switch k := pub.(type) {
+	case ed25519.PublicKey:
+		if len(k) != ed25519.PublicKeySize {
+			return "", fmt.Errorf("%w: Ed25519 public key of %d bytes", ErrUnsupportedKey, len(k))
+		}
+		return Ed25519, nil
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return "", fmt.Errorf("%w: ECDSA on %s; only P-256 is supported", ErrUnsupportedKey, k.Curve.Params().Name)
+		}
+		return ECDSAP256, nil
+	default:
+		return "", fmt.Errorf("%w: %T; %s", ErrUnsupportedKey, pub, supportedKeys)
 	}
-	fp, err := usign.ParseFingerprint(s.KeyID())
+}
+
+// UsignFingerprint is s's key id as a usign key number, the one image and
+// manifest signatures carry. Only Ed25519 keys have one: usign and ucert
+// verify nothing else.
+func UsignFingerprint(s Signer) (usign.Fingerprint, error) {
+	if _, ok := s.Public().(ed25519.PublicKey); !ok {
+		alg, _ := AlgorithmOf(s.Public())
+		return usign.Fingerprint{}, fmt.Errorf("%w (key %s is %s)", ErrNotEd25519, s.KeyID(), alg)
+	}
+	return usign.ParseFingerprint(s.KeyID())
+}
+
+// SignUsign signs msg with s and returns it as a usign signature under
+// s's key id. An empty message is refused, as usign does.
+func SignUsign(ctx context.Context, s Signer, msg []byte) (*usign.Signature, error) {
+	fp, err := UsignFingerprint(s)
 	if err != nil {
 		return nil, err
 	}
-	return &UsignSigner{ctx: ctx, s: s, fp: fp}, nil
-}
-
-// UsignSigner signs usign signatures with an Ed25519 Signer.
-type UsignSigner struct {
-	// ctx is kept because imagesig.Signer has no context parameter; a
-	// UsignSigner lives for one signing session only.
-	ctx context.Context
-	s   Signer
-	fp  usign.Fingerprint
-}
-
-// Fingerprint is the usign key number.
-func (u *UsignSigner) Fingerprint() usign.Fingerprint { return u.fp }
-
-// SignMessage signs msg; an empty message is refused as usign does.
-func (u *UsignSigner) SignMessage(msg []byte) (*usign.Signature, error) {
 	if len(msg) == 0 {
 		return nil, usign.ErrEmptyMessage
 	}
-	raw, err := u.s.Sign(u.ctx, msg)
+	raw, err := s.Sign(ctx, msg)
 	if err != nil {
 		return nil, err
 	}
-	return usign.NewSignature(u.fp, raw)
+	return usign.NewSignature(fp, raw)
 }
 
 // UsignPublicKey returns s's public key as a usign public key file value
 // (for /etc/opkg/keys and key lists). Only Ed25519 keys have one.
 func UsignPublicKey(s Signer) (*usign.PublicKey, error) {
-	pub, ok := s.Public().(ed25519.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("%w (%s is %s)", ErrNotEd25519, s, s.Algorithm())
-	}
-	fp, err := usign.ParseFingerprint(s.KeyID())
+	fp, err := UsignFingerprint(s)
 	if err != nil {
 		return nil, err
 	}
-	return &usign.PublicKey{Fingerprint: fp, Key: bytes.Clone(pub)}, nil
+	return &usign.PublicKey{Fingerprint: fp, Key: bytes.Clone(s.Public().(ed25519.PublicKey))}, nil
 }
 
 // DerivedKeyID is the key id of a key that has no usign fingerprint of its
@@ -243,64 +248,54 @@ func Verify(pub crypto.PublicKey, msg, sig []byte) error {
 	return nil
 }
 
-func algorithmOf(pub crypto.PublicKey) (Algorithm, error) {
-	switch k := pub.(type) {
-	case ed25519.PublicKey:
-		if len(k) != ed25519.PublicKeySize {
-			return "", fmt.Errorf("%w: Ed25519 public key of %d bytes", ErrUnsupportedKey, len(k))
-		}
-		return Ed25519, nil
-	case *ecdsa.PublicKey:
-		if k.Curve != elliptic.P256() {
-			return "", fmt.Errorf("%w: ECDSA on %s; only P-256 is supported", ErrUnsupportedKey, k.Curve.Params().Name)
-		}
-		return ECDSAP256, nil
-	default:
-		return "", fmt.Errorf("%w: %T; %s", ErrUnsupportedKey, pub, supportedKeys)
-	}
-}
-
-// key is the one Signer implementation; backends differ in sv and close.
+// key is the one Signer implementation: every backend is a sigstore
+// SignerVerifier (files, KMS providers, p11Key for PKCS#11) plus what Close
+// releases.
 type key struct {
-	id    string
-	alg   Algorithm
-	pub   crypto.PublicKey
-	sv    signature.SignerVerifier
-	desc  string
-	close func() error
+	id     string
+	pub    crypto.PublicKey
+	sv     signature.SignerVerifier
+	desc   string
+	close  func() error
+	closed bool
 }
 
 func newKey(desc string, pub crypto.PublicKey, sv signature.SignerVerifier, id string, closeFn func() error) (*key, error) {
-	alg, err := algorithmOf(pub)
-	if err != nil {
+	if _, err := AlgorithmOf(pub); err != nil {
 		return nil, fmt.Errorf("%s: %w", desc, err)
 	}
 	if id == "" {
+		var err error
 		if id, err = DerivedKeyID(pub); err != nil {
 			return nil, err
 		}
 	}
-	return &key{id: id, alg: alg, pub: pub, sv: sv, desc: desc, close: closeFn}, nil
+	return &key{id: id, pub: pub, sv: sv, desc: desc, close: closeFn}, nil
 }
 
-func (k *key) KeyID() string                            { return k.id }
-func (k *key) Algorithm() Algorithm                     { return k.alg }
-func (k *key) Public() crypto.PublicKey                 { return k.pub }
-func (k *key) SignerVerifier() signature.SignerVerifier { return k.sv }
-func (k *key) String() string                           { return fmt.Sprintf("key %s (%s)", k.id, k.desc) }
+func (k *key) KeyID() string            { return k.id }
+func (k *key) Public() crypto.PublicKey { return k.pub }
+
+// String describes the key without secrets (PINs and tokens redacted).
+func (k *key) String() string { return fmt.Sprintf("key %s (%s)", k.id, k.desc) }
 
 func (k *key) Close() error {
+	if k.closed {
+		return nil
+	}
+	k.closed = true
 	if k.close == nil {
 		return nil
 	}
-	c := k.close
-	k.close = nil
-	return c()
+	return k.close()
 }
 
 func (k *key) Sign(ctx context.Context, msg []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if k.closed {
+		return nil, fmt.Errorf("signing with %s: %w: the key was closed", k, ErrBackend)
 	}
 	sig, err := k.sv.SignMessage(bytes.NewReader(msg), options.WithContext(ctx))
 	if err != nil {

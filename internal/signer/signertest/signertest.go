@@ -73,6 +73,15 @@ func (h *HSM) GenerateKey(t testing.TB, label, id, keyType string) {
 		"--keypairgen", "--key-type", keyType, "--label", label, "--id", id)
 }
 
+// ImportKey imports the private key in the PKCS#8 PEM file pemPath (as
+// signer.WritePEMPrivateKey writes it) into the token with its public half,
+// so that one key can sign both from the file and through PKCS#11. id is
+// the CKA_ID in hex.
+func (h *HSM) ImportKey(t testing.TB, label, id, pemPath string) {
+	t.Helper()
+	run(t, "softhsm2-util", "--import", pemPath, "--token", h.Token, "--label", label, "--id", id, "--pin", h.PIN)
+}
+
 // URI names the key labelled label, without the PIN (tests pass it through
 // TORWRT_PKCS11_PIN or pin-value).
 func (h *HSM) URI(label string) string {

@@ -19,8 +19,9 @@ import (
 	"time"
 
 	"github.com/torwrt/torwrt/internal/fwimage"
-	"github.com/torwrt/torwrt/internal/imagesig"
+	"github.com/torwrt/torwrt/internal/imagesig/imagesign"
 	"github.com/torwrt/torwrt/internal/manifest"
+	"github.com/torwrt/torwrt/internal/signer"
 	"github.com/torwrt/torwrt/internal/ucert"
 	"github.com/torwrt/torwrt/internal/usign"
 )
@@ -136,7 +137,11 @@ func Image(tb testing.TB, s ImageSpec) []byte {
 	case Unsigned:
 		return withMeta.Bytes()
 	case Signed:
-		signed, err := imagesig.Sign(bytes.NewReader(withMeta.Bytes()), int64(withMeta.Len()), imagesig.KeySigner{Key: s.Key})
+		sg, err := signer.FromUsign(s.Key)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		signed, err := imagesign.Sign(tb.Context(), bytes.NewReader(withMeta.Bytes()), int64(withMeta.Len()), sg)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -198,7 +203,11 @@ func Envelope(tb testing.TB, m *manifest.Manifest, keys ...*usign.SecretKey) []b
 		tb.Fatal(err)
 	}
 	for _, k := range keys {
-		if err := manifest.Sign(env, imagesig.KeySigner{Key: k}); err != nil {
+		sig, err := k.Sign(env.Signed)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := env.AddSignature(sig); err != nil {
 			tb.Fatal(err)
 		}
 	}

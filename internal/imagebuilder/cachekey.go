@@ -1,0 +1,17 @@
+package imagebuilder
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+)
+
+// ScriptsSHA256 hashes what the driver adds to every `make image` run
+// (the entry script and the mksquashfs hook): a step cache keys the run
+// with it, so a changed hook is a different run.
+func ScriptsSHA256() string {
+	h := sha256.New()
+	h.Write([]byte(entryScriptFile))
+	h.Write([]byte{0})
+	h.Write(mksquashfsHook)
+	return hex.EncodeToString(h.Sum(nil))
+}
