@@ -275,7 +275,17 @@ func ImageAPKKeys(img *container.Image) ([]profile.LockedKey, error) {
 // ImageAPKFeeds reads the https feeds an apk ImageBuilder image lists in
 // its `repositories` file.
 func ImageAPKFeeds(img *container.Image) ([]Feed, error) {
-	want := path.Join(imageWorkDir(img), "repositories")
+	data, err := feedList(img, "repositories")
+	if err != nil {
+		return nil, err
+	}
+	return ParseAPKRepositories(data)
+}
+
+// feedList reads the ImageBuilder's feed list (repositories.conf, or
+// apk's repositories) out of its working directory.
+func feedList(img *container.Image, name string) ([]byte, error) {
+	want := path.Join(imageWorkDir(img), name)
 	files, err := imageFiles(img, func(name string) bool { return name == want }, maxReposConf)
 	if err != nil {
 		return nil, err
@@ -284,7 +294,7 @@ func ImageAPKFeeds(img *container.Image) ([]Feed, error) {
 	if !ok {
 		return nil, fmt.Errorf("image %s has no /%s; pass the feeds explicitly", img.Digest, want)
 	}
-	return ParseAPKRepositories(data)
+	return data, nil
 }
 
 // ParseAPKRepositories returns the https feeds of an apk repositories

@@ -390,14 +390,9 @@ const maxReposConf = 64 << 10
 // ImageFeeds reads the https feeds an ImageBuilder image lists in its
 // repositories.conf (in its working directory).
 func ImageFeeds(img *container.Image) ([]Feed, error) {
-	want := path.Join(imageWorkDir(img), "repositories.conf")
-	files, err := imageFiles(img, func(name string) bool { return name == want }, maxReposConf)
+	data, err := feedList(img, "repositories.conf")
 	if err != nil {
 		return nil, err
-	}
-	data, ok := files[want]
-	if !ok {
-		return nil, fmt.Errorf("image %s has no /%s; pass the feeds explicitly", img.Digest, want)
 	}
 	return ParseReposConf(data)
 }
