@@ -298,6 +298,7 @@ func runBuild(ctx context.Context, e env, args []string) error {
 	if o.simulated {
 		sim, err := build.StartSimulated(ctx, build.SimOptions{
 			Root: o.src.moduleDir(), Profiles: profiles, CacheDir: cacheDir, Engine: o.engine, Progress: pr,
+			Jobs: o.jobs, NoStepCache: o.noSteps,
 		})
 		if err != nil {
 			return err

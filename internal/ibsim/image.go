@@ -3,7 +3,10 @@ package ibsim
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"debug/elf"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,7 +42,17 @@ type BuildOptions struct {
 	Busybox string
 	// Progress receives one line per step (may be nil).
 	Progress io.Writer
+	// Tool is ibsim-tool's binary as BuildTool made it; nil: BuildImage
+	// builds it. A caller that caches images passes it so that it can
+	// hash the image's inputs (InputsSHA256) without building twice.
+	Tool []byte
 }
+
+// ImageVersion names how BuildImage assembles an image from its layers
+// (media types, config, labels, history). Change it whenever that changes:
+// InputsSHA256 includes it, so an image cached under the old inputs hash
+// is not replayed as the new one.
+const ImageVersion = 1
 
 // Image user: the real IB containers run as buildbot (uid 1000) in /builder.
 const (
@@ -69,26 +82,14 @@ func BuildImage(ctx context.Context, t Target, opts BuildOptions) (v1.Image, err
 		return nil, fmt.Errorf("ibsim: incomplete target %+v: use one of ibsim.Targets()", t)
 	}
 	start := time.Now()
-	tool, err := buildTool(ctx, &opts)
-	if err != nil {
-		return nil, err
+	if opts.Tool == nil {
+		tool, err := buildTool(ctx, &opts)
+		if err != nil {
+			return nil, err
+		}
+		opts.Tool = tool
 	}
-	base, err := baseLayer(&opts, t.epoch())
-	if err != nil {
-		return nil, err
-	}
-	tree, err := ibTree(t)
-	if err != nil {
-		return nil, err
-	}
-	var entries []tarEntry
-	entries = append(entries, tarEntry{name: "builder/", mode: 0o755, uid: imageUID})
-	for _, f := range tree {
-		entries = append(entries, tarEntry{name: "builder/" + f.path, mode: f.mode, uid: imageUID, content: f.content})
-	}
-	entries = append(entries, tarEntry{name: "builder/staging_dir/host/bin/ibsim-tool", mode: 0o755, uid: imageUID, content: tool})
-	entries = append(entries, tarEntry{name: "builder/staging_dir/host/bin/mksquashfs4", uid: imageUID, link: "/usr/bin/mksquashfs"})
-	treeTar, err := buildTar(entries, "", false, t.epoch())
+	base, treeTar, err := layerTars(t, &opts)
 	if err != nil {
 		return nil, err
 	}
@@ -151,6 +152,65 @@ func BuildImage(ctx context.Context, t Target, opts BuildOptions) (v1.Image, err
 	return img, nil
 }
 
+// layerTars are the two layers of t's image, uncompressed: the base
+// layer from the host's tools and the /builder tree with o.Tool.
+func layerTars(t Target, o *BuildOptions) (base, tree []byte, err error) {
+	if base, err = baseLayer(o, t.epoch()); err != nil {
+		return nil, nil, err
+	}
+	files, err := ibTree(t)
+	if err != nil {
+		return nil, nil, err
+	}
+	var entries []tarEntry
+	entries = append(entries, tarEntry{name: "builder/", mode: 0o755, uid: imageUID})
+	for _, f := range files {
+		entries = append(entries, tarEntry{name: "builder/" + f.path, mode: f.mode, uid: imageUID, content: f.content})
+	}
+	entries = append(entries, tarEntry{name: "builder/staging_dir/host/bin/ibsim-tool", mode: 0o755, uid: imageUID, content: o.Tool})
+	entries = append(entries, tarEntry{name: "builder/staging_dir/host/bin/mksquashfs4", uid: imageUID, link: "/usr/bin/mksquashfs"})
+	if tree, err = buildTar(entries, "", false, t.epoch()); err != nil {
+		return nil, nil, err
+	}
+	return base, tree, nil
+}
+
+// BuildTool compiles ibsim-tool as BuildImage does (CGO_ENABLED=0,
+// -trimpath, no build ID, the environment's GOFLAGS, go.work, go env file
+// and GOEXPERIMENT ignored): its bytes are a function of the module source
+// (opts.ModuleDir, else the embedded copy), `go env GOVERSION` and GOARCH.
+func BuildTool(ctx context.Context, opts BuildOptions) ([]byte, error) {
+	return buildTool(ctx, &opts)
+}
+
+// InputsSHA256 is the SHA-256 of everything t's image is made of, taken
+// before the slow part (compressing the layers): ImageVersion, the target,
+// the Go release imgbuild runs on (its compress/gzip writes the layers),
+// and the bytes of both layers (the host's busybox, make, mksquashfs and
+// their libraries; the /builder tree with opts.Tool, which must be set).
+// Equal inputs give an image with the same digest, so a cache keyed by
+// this hash may replay the image it recorded, by digest.
+func InputsSHA256(t Target, opts BuildOptions) (string, error) {
+	if opts.Tool == nil {
+		return "", errors.New("ibsim: InputsSHA256 needs BuildOptions.Tool (from BuildTool)")
+	}
+	base, tree, err := layerTars(t, &opts)
+	if err != nil {
+		return "", err
+	}
+	tj, err := json.Marshal(t)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "torwrt ibsim image v%d\n%s\n%s\n", ImageVersion, runtime.Version(), tj)
+	for _, l := range [][]byte{base, tree} {
+		s := sha256.Sum256(l)
+		fmt.Fprintf(h, "%d %x\n", len(l), s)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
 // moduleDir is the module root to build ibsim-tool in: o.ModuleDir, or
 // the embedded source unpacked below tmp.
 func moduleDir(ctx context.Context, o *BuildOptions, tmp string) (string, error) {
@@ -194,7 +254,11 @@ func buildTool(ctx context.Context, o *BuildOptions) ([]byte, error) {
 	out := filepath.Join(tmp, "ibsim-tool")
 	cmd := exec.CommandContext(ctx, goBin(o), "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=", "-o", out, toolPkg)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	// Nothing from the environment may change the bytes (BuildTool's
+	// promise): GOFLAGS and the go env file (GOENV=off, or an empty GOFLAGS
+	// falls back to it), a go.work above the module, another toolchain.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH,
+		"GOFLAGS=", "GOENV=off", "GOWORK=off", "GOTOOLCHAIN=local", "GOEXPERIMENT=")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	from := dir

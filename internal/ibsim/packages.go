@@ -34,6 +34,13 @@ type Package struct {
 	Identity string
 }
 
+// FeedVersion names what Packages writes. Change it whenever the catalog or
+// a package or index writer changes Packages' output: torwrt caches a
+// simulated feed by its target and FeedVersion (internal/build, sim
+// cache), and TestFeedVersion fails, giving the new hashes, until the
+// version and its recorded hashes are changed together.
+const FeedVersion = 1
+
 // epoch is t's SOURCE_DATE_EPOCH as a time.
 func (t Target) epoch() time.Time { return time.Unix(t.SourceDateEpoch, 0).UTC() }
 
