@@ -111,6 +111,11 @@ func sumLines(dir string, names []string, have map[string]string) ([]byte, error
 		lines[n] = s
 	}
 	for _, n := range names {
+		// A line names a file in dir itself: no path, and nothing that
+		// would break the line format.
+		if n == "" || n == "." || n == ".." || strings.ContainsAny(n, "/\\\n") {
+			return nil, fmt.Errorf("dist: %s: bad file name %q (want a name in %s, no path)", SumsFile, n, dir)
+		}
 		data, err := os.ReadFile(filepath.Join(dir, n))
 		if err != nil {
 			return nil, err
