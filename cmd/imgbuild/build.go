@@ -15,6 +15,7 @@ import (
 
 	"github.com/torwrt/torwrt/internal/brand"
 	"github.com/torwrt/torwrt/internal/build"
+	"github.com/torwrt/torwrt/internal/build/simulated"
 	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/profile"
 	"github.com/torwrt/torwrt/internal/progress"
@@ -296,7 +297,7 @@ func runBuild(ctx context.Context, e env, args []string) error {
 	pkgDirs := append([]string{}, o.packageDirs...)
 	var mirrors map[string]string
 	if o.simulated {
-		sim, err := build.StartSimulated(ctx, build.SimOptions{
+		sim, err := simulated.Start(ctx, simulated.Options{
 			Root: o.src.moduleDir(), Profiles: profiles, CacheDir: cacheDir, Engine: o.engine, Progress: pr,
 			Jobs: o.jobs, NoStepCache: o.noSteps,
 		})
@@ -326,12 +327,19 @@ func runBuild(ctx context.Context, e env, args []string) error {
 			work = filepath.Join(work, p.ID)
 		}
 		opts := build.Options{
-			Root: o.src.moduleDir(), Profile: p, Lock: l, Brand: b, OutDir: o.out, CacheDir: cacheDir,
-			WorkDir: work, KeepWork: o.keepWork, NoStepCache: o.noSteps, Until: o.until, Engine: o.engine, Signer: imageSigner,
-			ReleaseKeys: keys, BuildKey: buildKey, PackageSources: pkgDirs, Simulated: o.simulated,
-			InsecureRegistry: o.simulated, RegistryMirrors: mirrors, ToolVersion: toolVersion(), Version: o.version, Build: o.buildNumber, Country: *country, Progress: pr,
-			Invocation: redactedInvocation(args), BuilderID: e.getenv("TORWRT_BUILDER_ID"),
-			SourceRepo: "https://github.com/torwrt/torwrt", SourceCommit: o.src.sourceCommit(ctx),
+			Inputs: build.Inputs{
+				Root: o.src.moduleDir(), Profile: p, Lock: l, Brand: b, ReleaseKeys: keys, Simulated: o.simulated,
+				Version: o.version, Build: o.buildNumber, Country: *country,
+			},
+			Env: build.Env{
+				Signer: imageSigner, BuildKey: buildKey, Engine: o.engine, PackageSources: pkgDirs,
+				RegistryMirrors: mirrors, InsecureRegistry: o.simulated, OutDir: o.out, CacheDir: cacheDir,
+				WorkDir: work, KeepWork: o.keepWork, Until: o.until, NoStepCache: o.noSteps, Progress: pr,
+			},
+			Provenance: build.Provenance{
+				ToolVersion: toolVersion(), Invocation: redactedInvocation(args), BuilderID: e.getenv("TORWRT_BUILDER_ID"),
+				SourceRepo: "https://github.com/torwrt/torwrt", SourceCommit: o.src.sourceCommit(ctx),
+			},
 		}
 		wg.Add(1)
 		go func() {

@@ -57,7 +57,7 @@ func runLock(ctx context.Context, e env, args []string) error {
 	}
 	cacheDir := o.cacheOptions.dir(e)
 	pr := newProgress(e, o.verbose)
-	runner, err := container.NewRunner(o.engine, container.RunnerOptions{WorkRoot: filepath.Join(cacheDir, "host-runner"), Logf: pr.Printf, Debugf: pr.Debugf})
+	runner, err := container.NewRunner(ctx, o.engine, container.RunnerOptions{WorkRoot: filepath.Join(cacheDir, "host-runner"), Logf: pr.Printf, Debugf: pr.Debugf})
 	if err != nil {
 		return err
 	}

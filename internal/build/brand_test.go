@@ -1,4 +1,4 @@
-package build
+package build_test
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/torwrt/torwrt/internal/brand"
+	"github.com/torwrt/torwrt/internal/build"
 	"github.com/torwrt/torwrt/internal/imagediff"
 	"github.com/torwrt/torwrt/internal/imagesig"
 	"github.com/torwrt/torwrt/internal/squashfs"
@@ -53,7 +54,7 @@ func TestBrandsDifferOnlyWhereTheBrandSays(t *testing.T) {
 				out := t.TempDir()
 				o := f.options(t, p, out, t.TempDir())
 				o.Brand = b
-				rep, err := Run(t.Context(), o)
+				rep, err := build.Run(t.Context(), o)
 				if err != nil {
 					t.Fatalf("brand %s: %v", b.ID, err)
 				}

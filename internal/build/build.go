@@ -44,16 +44,60 @@ import (
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
-// Options configure one build. Paths are host paths.
+// Options configure one build, in three parts: what to build (Inputs), what
+// the build uses and where it works (Env), and what the provenance says
+// about who built it how (Provenance). Paths are host paths. The parts are
+// embedded, so o.Profile, o.Signer and o.BuilderID name their fields.
 type Options struct {
-	Root     string // torwrt checkout to compile the daemon from; "": the source embedded in imgbuild
-	Profile  *profile.Profile
-	Lock     *profile.Lock
-	Brand    *brand.Brand
-	OutDir   string // dist
-	CacheDir string
-	WorkDir  string // scratch; removed unless KeepWork (or Until)
-	KeepWork bool
+	Inputs
+	Env
+	Provenance
+}
+
+// Inputs are what to build: they decide the image's bytes, and two builds
+// with equal Inputs publish the same files.
+type Inputs struct {
+	Root    string // torwrt checkout to compile the daemon from; "": the source embedded in imgbuild
+	Profile *profile.Profile
+	Lock    *profile.Lock
+	Brand   *brand.Brand
+	// ReleaseKeys are shipped in /etc/opkg/keys and trusted by the
+	// updater. The signer's key must be one of them.
+	ReleaseKeys []*usign.PublicKey
+	// Simulated marks a build against the simulated ImageBuilder; it is
+	// written into output names and the report.
+	Simulated bool
+	Version   string // firmware version, e.g. 0.1.0
+	// Country overrides the brand's Wi-Fi country (ISO 3166-1 alpha-2);
+	// a build with neither fails.
+	Country string
+	// Build is the monotonic build number the image states in
+	// /etc/torwrt/release.json and the release manifest lists; 0 means 1.
+	Build uint64
+}
+
+// Env is what the build works with: its collaborators (signer, container
+// engine, package sources, registry mirrors, progress output) and where
+// on this machine it reads, caches and writes. None of it changes the
+// image's bytes.
+type Env struct {
+	Signer signer.Signer
+	// BuildKey, when set, signs the image with a short-lived build key
+	// the release key certifies (a 2-element ucert chain, as OpenWrt's
+	// own build does); nil: the release key signs directly.
+	BuildKey *imagesig.BuildKeyOptions
+	Engine   string
+	// PackageSources are local directories holding package files.
+	PackageSources []string
+	// RegistryMirrors: see container.Cache.Mirrors (simulated.Simulation.Mirrors).
+	RegistryMirrors map[string]string
+	// InsecureRegistry allows a plain-HTTP registry on 127.0.0.1 (the
+	// in-process one the simulated ImageBuilder is served from).
+	InsecureRegistry bool
+	OutDir           string // dist
+	CacheDir         string
+	WorkDir          string // scratch; removed unless KeepWork (or Until)
+	KeepWork         bool
 	// Until stops the build after this step (one of Steps), keeping the
 	// work directory with what the steps so far produced.
 	Until string
@@ -61,41 +105,20 @@ type Options struct {
 	// results: what a reproducibility check wants (two builds that
 	// really ran make image), and a way around a cache one distrusts.
 	NoStepCache bool
-	Engine      string
-	Signer      signer.Signer
-	// ReleaseKeys are shipped in /etc/opkg/keys and trusted by the
-	// updater. The signer's key must be one of them.
-	ReleaseKeys []*usign.PublicKey
-	// BuildKey, when set, signs the image with a short-lived build key
-	// the release key certifies (a 2-element ucert chain, as OpenWrt's
-	// own build does); nil: the release key signs directly.
-	BuildKey *imagesig.BuildKeyOptions
-	// PackageSources are local directories holding package files.
-	PackageSources []string
-	// Simulated marks a build against the simulated ImageBuilder; it is
-	// written into output names and the report.
-	Simulated bool
-	// InsecureRegistry allows a plain-HTTP registry on 127.0.0.1 (the
-	// in-process one the simulated ImageBuilder is served from).
-	InsecureRegistry bool
-	// ToolVersion is imgbuild's own version, for the SBOM's tools entry.
-	ToolVersion string
-	// RegistryMirrors: see container.Cache.Mirrors (Simulation.Mirrors).
-	RegistryMirrors map[string]string
-	Version         string // firmware version, e.g. 0.1.0
-	// Country overrides the brand's Wi-Fi country (ISO 3166-1 alpha-2);
-	// a build with neither fails.
-	Country string
-	// Build is the monotonic build number the image states in
-	// /etc/torwrt/release.json and the release manifest lists; 0 means 1.
-	Build uint64
-	// Invocation, BuilderID, SourceRepo and SourceCommit go into the
-	// provenance as they are; they must not depend on the machine.
+	Progress    io.Writer
+}
+
+// Provenance is what the build's attestations say about how it was made;
+// it goes into the provenance statement and the SBOM as it is, so it must
+// not depend on the machine.
+type Provenance struct {
+	// ToolVersion is imgbuild's own version, for the SBOM's tools entry
+	// (and the step cache's keys).
+	ToolVersion  string
 	Invocation   []string
-	BuilderID    string
+	BuilderID    string // "": https://torwrt.org/imgbuild/local
 	SourceRepo   string
 	SourceCommit string
-	Progress     io.Writer
 }
 
 // Steps are the pipeline's steps in order (Options.Until names one).
@@ -340,7 +363,7 @@ func pipeline(ctx context.Context, o Options, work string, r *runner) error {
 			rep.Engine, rep.PackageManager = ran.Engine, ran.PackageManager
 			return true, nil
 		}
-		cr, err := container.NewRunner(o.Engine, container.RunnerOptions{
+		cr, err := container.NewRunner(ctx, o.Engine, container.RunnerOptions{
 			WorkRoot: filepath.Join(o.CacheDir, "host-runner"), Logf: r.pr.Printf, Debugf: r.pr.Debugf,
 		})
 		if err != nil {
@@ -451,7 +474,7 @@ func compileInput(ctx context.Context, o Options) (CompileInput, error) {
 		in.Source, in.From = torwrt.Source, gobuild.EmbeddedSource
 	}
 	var err error
-	if in.SourceSHA256, err = sourceSHA256(o.Root); err != nil {
+	if in.SourceSHA256, err = SourceSHA256(o.Root); err != nil {
 		return in, fmt.Errorf("hashing the daemon's source: %w", err)
 	}
 	if in.GoVersion, err = gobuild.GoVersion(ctx); err != nil {

@@ -169,12 +169,12 @@ func copyVerified(src, dst string, want map[string]string) error {
 	return nil
 }
 
-// sourceSHA256 hashes the daemon's source: go.mod, go.sum and the .go
+// SourceSHA256 hashes the daemon's source: go.mod, go.sum and the .go
 // files of every package directory torwrt.Source holds (the router
 // daemon's import closure: TestSourceHoldsEveryPackage keeps that list
 // equal to `go list -deps ./cmd/verify`), read from root, or from the
 // embedded copy when root is "".
-func sourceSHA256(root string) (string, error) {
+func SourceSHA256(root string) (string, error) {
 	dirs := map[string]bool{}
 	var embedded []string
 	err := fs.WalkDir(torwrt.Source, ".", func(p string, d fs.DirEntry, err error) error {

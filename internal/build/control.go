@@ -1,6 +1,7 @@
 package build
 
 import (
+	"context"
 	"io"
 
 	"github.com/torwrt/torwrt/internal/feed"
@@ -9,8 +10,8 @@ import (
 
 // controlFields reads a package's control fields for the feed index, with
 // the ipk reader's limits against oversized or hostile packages.
-var controlFields feed.ControlReader = func(r io.Reader) ([]feed.Field, error) {
-	p, err := ipk.Read(r, ipk.Limits{})
+var controlFields feed.ControlReader = func(ctx context.Context, r io.Reader) ([]feed.Field, error) {
+	p, err := ipk.Read(ctx, r, ipk.Limits{})
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package build
+package build_test
 
 import (
 	"bytes"
@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/torwrt/torwrt/internal/brand"
+	"github.com/torwrt/torwrt/internal/build"
+	"github.com/torwrt/torwrt/internal/build/simulated"
 	"github.com/torwrt/torwrt/internal/container"
 	"github.com/torwrt/torwrt/internal/imagebuilder"
 	"github.com/torwrt/torwrt/internal/imagediff"
@@ -53,7 +55,7 @@ func requireTools(t *testing.T) {
 
 type fixture struct {
 	profiles []*profile.Profile
-	sim      *Simulation
+	sim      *simulated.Simulation
 	brand    *brand.Brand
 	key      *usign.SecretKey
 	keyFile  string
@@ -97,7 +99,7 @@ func setup(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	sim, err := StartSimulated(ctx, SimOptions{Root: root, Profiles: ps, CacheDir: cache, Engine: "podman", Progress: testWriter{t}})
+	sim, err := simulated.Start(ctx, simulated.Options{Root: root, Profiles: ps, CacheDir: cache, Engine: "podman", Progress: testWriter{t}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,17 +122,20 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (f *fixture) options(t *testing.T, p *profile.Profile, out, cache string) Options {
+func (f *fixture) options(t *testing.T, p *profile.Profile, out, cache string) build.Options {
 	sg, err := signer.FromUsign(f.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Options{
-		Root: root, Profile: p, Lock: f.sim.Locks[p.ID], Brand: f.brand, OutDir: out, CacheDir: cache,
-		WorkDir: filepath.Join(t.TempDir(), "work"),
-		Engine:  "podman", Signer: sg, ReleaseKeys: []*usign.PublicKey{f.key.Public()},
-		PackageSources: f.sim.PackageDirs, Simulated: true, InsecureRegistry: true, RegistryMirrors: f.sim.Mirrors, Version: "0.1.0",
-		Progress: testWriter{t},
+	return build.Options{
+		Inputs: build.Inputs{
+			Root: root, Profile: p, Lock: f.sim.Locks[p.ID], Brand: f.brand, ReleaseKeys: []*usign.PublicKey{f.key.Public()},
+			Simulated: true, Version: "0.1.0",
+		},
+		Env: build.Env{
+			Signer: sg, Engine: "podman", PackageSources: f.sim.PackageDirs, RegistryMirrors: f.sim.Mirrors, InsecureRegistry: true,
+			OutDir: out, CacheDir: cache, WorkDir: filepath.Join(t.TempDir(), "work"), Progress: testWriter{t},
+		},
 	}
 }
 
@@ -142,13 +147,13 @@ func TestBuildBothProfilesReproducibly(t *testing.T) {
 			// Two clean builds: separate caches, work dirs, TMPDIR, umask,
 			// and a different wall clock (the simulated IB stamps it).
 			var images [2]string
-			var reps [2]*Result
+			var reps [2]*build.Result
 			for i := range 2 {
 				out := t.TempDir()
 				t.Setenv("TMPDIR", t.TempDir())
 				old := syscall.Umask([]int{0o022, 0o077}[i])
 				o := f.options(t, p, out, t.TempDir())
-				rep, err := Run(ctx, o)
+				rep, err := build.Run(ctx, o)
 				syscall.Umask(old)
 				if err != nil {
 					t.Fatalf("build %d: %v", i+1, err)
@@ -349,7 +354,7 @@ func TestStepCacheReplayAndNoStepCache(t *testing.T) {
 	}{{false, ""}, {false, "compile fetch run"}, {true, ""}} {
 		o := f.options(t, p, t.TempDir(), cache)
 		o.NoStepCache = tc.noCache
-		res, err := Run(t.Context(), o)
+		res, err := build.Run(t.Context(), o)
 		if err != nil {
 			t.Fatalf("build %d: %v", i+1, err)
 		}
@@ -369,7 +374,7 @@ func TestOverlayByteChangesImage(t *testing.T) {
 	f := setup(t)
 	p := f.profiles[0]
 	o := f.options(t, p, t.TempDir(), t.TempDir())
-	rep1, err := Run(t.Context(), o)
+	rep1, err := build.Run(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +382,7 @@ func TestOverlayByteChangesImage(t *testing.T) {
 	b2 := *f.brand
 	b2.BannerText += "x"
 	o2.Brand = &b2
-	rep2, err := Run(t.Context(), o2)
+	rep2, err := build.Run(t.Context(), o2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,20 +403,20 @@ func TestBuildRefusals(t *testing.T) {
 	p := f.profiles[0]
 	cases := []struct {
 		name string
-		mut  func(o *Options)
+		mut  func(o *build.Options)
 		want string
 	}{
-		{"tag instead of digest", func(o *Options) {
+		{"tag instead of digest", func(o *build.Options) {
 			l := *o.Lock
 			l.Image.Ref = "127.0.0.1:1/openwrt/imagebuilder:ath79-generic-v24.10.3"
 			o.Lock = &l
 		}, "not pinned by digest"},
-		{"digest mismatch", func(o *Options) {
+		{"digest mismatch", func(o *build.Options) {
 			l := *o.Lock
 			l.Image.Ref = l.Image.Ref[:len(l.Image.Ref)-64] + strings.Repeat("0", 64)
 			o.Lock = &l
 		}, ""},
-		{"package missing from lock", func(o *Options) {
+		{"package missing from lock", func(o *build.Options) {
 			l := *o.Lock
 			l.Packages = append([]profile.LockedPackage{}, l.Packages...)
 			for i, pk := range l.Packages {
@@ -422,25 +427,25 @@ func TestBuildRefusals(t *testing.T) {
 			}
 			o.Lock = &l
 		}, "tor"},
-		{"package hash differs", func(o *Options) {
+		{"package hash differs", func(o *build.Options) {
 			l := *o.Lock
 			l.Packages = append([]profile.LockedPackage{}, l.Packages...)
 			l.Packages[0].SHA256 = strings.Repeat("1", 64)
 			o.Lock = &l
 		}, "sha256"},
-		{"signer not a release key", func(o *Options) {
+		{"signer not a release key", func(o *build.Options) {
 			other, _ := usign.GenerateKey(rand.Reader, "")
 			o.ReleaseKeys = []*usign.PublicKey{other.Public()}
 		}, "not among the release keys"},
-		{"no container engine", func(o *Options) { o.Engine = "nosuchengine" }, "engine"},
-		{"brand threshold above the keys shipped", func(o *Options) {
+		{"no container engine", func(o *build.Options) { o.Engine = "nosuchengine" }, "engine"},
+		{"brand threshold above the keys shipped", func(o *build.Options) {
 			b := *o.Brand
 			b.Threshold = 2
 			o.Brand = &b
 		}, "update threshold 2 needs at least 2 distinct release keys, but the image would ship 1"},
 		// A profile (and a lock made from it) without kmod-nft-fib: the
 		// image would boot with a firewall its kernel cannot load.
-		{"firewall kernel module not installed", func(o *Options) {
+		{"firewall kernel module not installed", func(o *build.Options) {
 			pr := *o.Profile
 			pr.Packages.Add = slices.DeleteFunc(slices.Clone(pr.Packages.Add), func(n string) bool { return n == "kmod-nft-fib" })
 			o.Profile = &pr
@@ -448,7 +453,7 @@ func TestBuildRefusals(t *testing.T) {
 			l.Packages = slices.DeleteFunc(slices.Clone(l.Packages), func(pk profile.LockedPackage) bool { return pk.Name == "kmod-nft-fib" })
 			o.Lock = &l
 		}, "firewall kernel modules: /etc/torwrt/firewall.nft:"},
-		{"one release key under two fingerprints", func(o *Options) {
+		{"one release key under two fingerprints", func(o *build.Options) {
 			twin := *o.ReleaseKeys[0]
 			twin.Fingerprint = usign.Fingerprint{0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee}
 			o.ReleaseKeys = append(append([]*usign.PublicKey{}, o.ReleaseKeys...), &twin)
@@ -459,7 +464,7 @@ func TestBuildRefusals(t *testing.T) {
 			out := t.TempDir()
 			o := f.options(t, p, out, t.TempDir())
 			c.mut(&o)
-			_, err := Run(t.Context(), o)
+			_, err := build.Run(t.Context(), o)
 			if err == nil {
 				t.Fatal("build succeeded")
 			}
@@ -484,7 +489,7 @@ func TestImageBuilderFailureIsReported(t *testing.T) {
 	p.Packages.Add = append(append([]string{}, p.Packages.Add...), "no-such-package")
 	out := t.TempDir()
 	o := f.options(t, &p, out, t.TempDir())
-	_, err := Run(t.Context(), o)
+	_, err := build.Run(t.Context(), o)
 	if !errors.Is(err, imagebuilder.ErrMake) {
 		t.Fatalf("want imagebuilder.ErrMake, got %v", err)
 	}
@@ -507,8 +512,8 @@ func TestImageOverSizeLimit(t *testing.T) {
 	p.ImageSizeLimit = "1000k"
 	out := t.TempDir()
 	o := f.options(t, &p, out, t.TempDir())
-	_, err := Run(t.Context(), o)
-	if !errors.Is(err, ErrTooBig) {
+	_, err := build.Run(t.Context(), o)
+	if !errors.Is(err, build.ErrTooBig) {
 		t.Fatalf("want ErrTooBig, got %v", err)
 	}
 	assertNoOutput(t, out)
@@ -565,7 +570,7 @@ func TestBuildWithBuildKey(t *testing.T) {
 		out := t.TempDir()
 		o := f.options(t, p, out, t.TempDir())
 		o.BuildKey = &imagesig.BuildKeyOptions{NotBefore: from, Lifetime: 48 * time.Hour}
-		rep, err := Run(t.Context(), o)
+		rep, err := build.Run(t.Context(), o)
 		if err != nil {
 			t.Fatalf("build %d: %v", i, err)
 		}

@@ -96,7 +96,7 @@ func chmodTree(dir string, dirMode, fileMode os.FileMode) error {
 }
 
 // CompileInput: the router daemon's source and target. SourceSHA256 is
-// the source tree's hash (sourceSHA256) and GoVersion the toolchain's,
+// the source tree's hash (SourceSHA256) and GoVersion the toolchain's,
 // for the cache key; the compile itself reads ModuleDir or Source.
 type CompileInput struct {
 	ModuleDir    string `json:"-"`

@@ -1,4 +1,4 @@
-package build
+package build_test
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/torwrt/torwrt/internal/brand"
+	"github.com/torwrt/torwrt/internal/build"
 	"github.com/torwrt/torwrt/internal/fwimage"
 	"github.com/torwrt/torwrt/internal/manifest"
 	"github.com/torwrt/torwrt/internal/profile"
@@ -84,20 +85,20 @@ func newReleaseSetup(t *testing.T) *releaseSetup {
 // DIST/release.json once a manifest is prepared.
 type builtDist struct {
 	dist  string
-	rep   *Result
+	rep   *build.Result
 	image string
 }
 
-func (s *releaseSetup) build(t *testing.T, build uint64, version string) *builtDist {
+func (s *releaseSetup) build(t *testing.T, number uint64, version string) *builtDist {
 	t.Helper()
 	dist := t.TempDir()
 	o := s.f.options(t, s.p, dist, t.TempDir())
-	o.Brand, o.ReleaseKeys, o.Build, o.Version = s.brand, s.keys, build, version
-	rep, err := Run(t.Context(), o)
+	o.Brand, o.ReleaseKeys, o.Build, o.Version = s.brand, s.keys, number, version
+	rep, err := build.Run(t.Context(), o)
 	if err != nil {
-		t.Fatalf("build %d: %v", build, err)
+		t.Fatalf("build %d: %v", number, err)
 	}
-	if rep.Build != build || rep.SignedBy != s.f.key.Fingerprint.String() {
+	if rep.Build != number || rep.SignedBy != s.f.key.Fingerprint.String() {
 		t.Fatalf("report: build %d signed by %s", rep.Build, rep.SignedBy)
 	}
 	return &builtDist{dist: dist, rep: rep, image: filepath.Join(dist, s.p.ID, rep.Image)}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,7 +93,7 @@ func (r *engineRunner) Engine() string { return r.engine }
 
 func (r *engineRunner) Path(m Mount) string { return m.Target }
 
-func (r *engineRunner) WorkDir(spec RunSpec) (string, error) {
+func (r *engineRunner) WorkDir(_ context.Context, spec RunSpec) (string, error) {
 	if spec.WorkDir != "" {
 		return spec.WorkDir, nil
 	}
@@ -105,15 +106,16 @@ func (r *engineRunner) WorkDir(spec RunSpec) (string, error) {
 	return spec.Image.WorkingDir, nil
 }
 
-// probe checks that the engine can actually run containers here.
-func (r *engineRunner) probe() error {
+// probe checks that the engine can actually run containers here; the
+// first caller's ctx bounds it (and at most 30 s).
+func (r *engineRunner) probe(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.probed {
 		return r.probeOK
 	}
 	r.probed = true
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	out, err := r.output(ctx, "info", "--format", "{{json .}}")
 	if err != nil {
@@ -200,10 +202,10 @@ func (r *engineRunner) Run(ctx context.Context, spec RunSpec) error {
 	if err := spec.validate(); err != nil {
 		return err
 	}
-	if err := r.probe(); err != nil {
+	if err := r.probe(ctx); err != nil {
 		return fmt.Errorf("container: %s is not usable: %w", r.engine, err)
 	}
-	workdir, err := r.WorkDir(spec)
+	workdir, err := r.WorkDir(ctx, spec)
 	if err != nil {
 		return err
 	}
@@ -243,7 +245,7 @@ func (r *engineRunner) Run(ctx context.Context, spec RunSpec) error {
 	cmd.Stdout = writerOr(spec.Stdout)
 	cmd.Stderr = io.MultiWriter(writerOr(spec.Stderr), tail)
 	runErr := cmd.Run()
-	runErr = statusVerdict(runErr, statusDir, r.engine, spec.Name, r.opts.Logf)
+	runErr = statusVerdict(runErr, tail.String(), statusDir, r.engine, spec.Name, r.opts.Logf)
 	if ctx.Err() != nil {
 		// The client may be gone while the container still runs: remove it.
 		r.remove(ctx, spec.Name)
@@ -527,9 +529,17 @@ func withStatus(spec RunSpec, dir string) RunSpec {
 	return spec
 }
 
+// lostExitCodeRE is podman 4.3's own error when its database lost the exit
+// code of a container that did exit (a race between parallel runs,
+// containers/podman#14859): the client then exits 127 whatever the
+// command did.
+var lostExitCodeRE = regexp.MustCompile(`getting exit code of container [0-9a-f]+ from DB: no such exit code`)
+
 // statusVerdict reconciles the engine's exit with the status the command
-// wrote: a failure either side reports is a failure.
-func statusVerdict(runErr error, dir, engine, name string, logf func(string, ...any)) error {
+// wrote: a failure either side reports is a failure, with one exception:
+// the command reported 0 and the engine failed only because it lost that
+// exit code (lostExitCodeRE, in engineStderr).
+func statusVerdict(runErr error, engineStderr, dir, engine, name string, logf func(string, ...any)) error {
 	b, err := os.ReadFile(filepath.Join(dir, "exit"))
 	if err != nil {
 		if runErr == nil {
@@ -542,6 +552,10 @@ func statusVerdict(runErr error, dir, engine, name string, logf func(string, ...
 		return fmt.Errorf("container: %s run %s: unreadable exit status %q", engine, name, b)
 	}
 	if code == 0 {
+		if runErr != nil && lostExitCodeRE.MatchString(engineStderr) {
+			logf("container: %s run %s: the engine lost the exit code (%v); the command itself reported status 0", engine, name, runErr)
+			return nil
+		}
 		return runErr
 	}
 	if c, ok := exitCode(runErr); !ok || c != code {

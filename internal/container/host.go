@@ -63,11 +63,11 @@ func imageWorkDir(img *Image) string {
 
 // WorkDir prepares (once per run name) the run's copy of the image's
 // working directory and returns the directory the command will run in.
-func (h *hostRunner) WorkDir(spec RunSpec) (string, error) {
+func (h *hostRunner) WorkDir(ctx context.Context, spec RunSpec) (string, error) {
 	if err := spec.validate(); err != nil {
 		return "", err
 	}
-	dir, err := h.prepare(context.Background(), spec)
+	dir, err := h.prepare(ctx, spec)
 	if err != nil {
 		return "", err
 	}

@@ -21,7 +21,7 @@ func newPodmanRunner(t *testing.T) Runner {
 	t.Helper()
 	requireTool(t, "podman", "podman")
 	requireTool(t, "runc", "runc")
-	r, err := NewRunner("podman", RunnerOptions{Logf: t.Logf, StateDir: podmanStateDir()})
+	r, err := NewRunner(t.Context(), "podman", RunnerOptions{Logf: t.Logf, StateDir: podmanStateDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestPodmanRun(t *testing.T) {
 }
 
 func TestHostRun(t *testing.T) {
-	r, err := NewRunner("host", RunnerOptions{WorkRoot: t.TempDir(), Logf: t.Logf})
+	r, err := NewRunner(t.Context(), "host", RunnerOptions{WorkRoot: t.TempDir(), Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ if touch "$1/nope" 2>/dev/null; then echo "RO-WRITABLE"; else echo "ro-refused";
 		Mounts: []Mount{mIn, mOut},
 		Stdout: &stdout, Stderr: &stderr,
 	}
-	wd, err := r.WorkDir(spec)
+	wd, err := r.WorkDir(t.Context(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func testEmptyStore(t *testing.T, image v1.Image) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := NewRunner("podman", RunnerOptions{Logf: t.Logf})
+	r, err := NewRunner(t.Context(), "podman", RunnerOptions{Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestRunArgvOnlyInDebugf(t *testing.T) {
 	for _, engine := range []string{"podman", "host"} {
 		t.Run(engine, func(t *testing.T) {
 			var logs, debug []string
-			r, err := NewRunner(engine, RunnerOptions{
+			r, err := NewRunner(t.Context(), engine, RunnerOptions{
 				WorkRoot: t.TempDir(), StateDir: podmanStateDir(),
 				Logf:   func(f string, a ...any) { logs = append(logs, fmt.Sprintf(f, a...)) },
 				Debugf: func(f string, a ...any) { debug = append(debug, fmt.Sprintf(f, a...)) },

@@ -41,7 +41,7 @@ type Runner interface {
 	// container, its Source on the host.
 	Path(m Mount) string
 	// WorkDir is the working directory the command will run in.
-	WorkDir(spec RunSpec) (string, error)
+	WorkDir(ctx context.Context, spec RunSpec) (string, error)
 	// Run runs the command to completion. A non-zero exit gives *ExitError.
 	Run(ctx context.Context, spec RunSpec) error
 }
@@ -161,8 +161,9 @@ func cleanAbs(p string) bool {
 }
 
 // NewRunner returns the runner for engine: "podman", "docker", "host", or ""
-// for $TORWRT_ENGINE, else podman if it works here, else docker if it works.
-func NewRunner(engine string, opts RunnerOptions) (Runner, error) {
+// for $TORWRT_ENGINE, else podman if it works here, else docker if it works
+// (probed under ctx).
+func NewRunner(ctx context.Context, engine string, opts RunnerOptions) (Runner, error) {
 	if opts.Debugf == nil {
 		opts.Debugf = func(string, ...any) {}
 	}
@@ -185,7 +186,7 @@ func NewRunner(engine string, opts RunnerOptions) (Runner, error) {
 	}
 	var tried []string
 	if r, err := newPodman(opts); err == nil {
-		if err = r.probe(); err == nil {
+		if err = r.probe(ctx); err == nil {
 			return r, nil
 		}
 		tried = append(tried, "podman: "+err.Error())
@@ -193,7 +194,7 @@ func NewRunner(engine string, opts RunnerOptions) (Runner, error) {
 		tried = append(tried, "podman: "+err.Error())
 	}
 	if r, err := newDocker(opts); err == nil {
-		if err = r.probe(); err == nil {
+		if err = r.probe(ctx); err == nil {
 			return r, nil
 		}
 		tried = append(tried, "docker: "+err.Error())

@@ -24,7 +24,7 @@ func fakeImage() *Image {
 }
 
 func TestDockerArgv(t *testing.T) {
-	r, err := NewRunner("docker", RunnerOptions{Binary: "/nonexistent/docker"})
+	r, err := NewRunner(t.Context(), "docker", RunnerOptions{Binary: "/nonexistent/docker"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestDockerArgv(t *testing.T) {
 	if err := spec.validate(); err != nil {
 		t.Fatal(err)
 	}
-	wd, _ := r.WorkDir(spec)
+	wd, _ := r.WorkDir(t.Context(), spec)
 	got := er.runArgs(spec, "sha256:"+strings.Repeat("ab", 32), wd)
 	want := []string{"run", "--rm", "--name", "torwrt-image-0123abcd", "--pull", "never",
 		"--network", "none", "--cap-drop", "all", "--security-opt", "no-new-privileges",
@@ -62,7 +62,7 @@ func TestDockerArgv(t *testing.T) {
 	}
 
 	// Podman: same flags, plus --runtime runc before the subcommand.
-	pr, err := NewRunner("podman", RunnerOptions{Binary: "/nonexistent/podman", Memory: "none"})
+	pr, err := NewRunner(t.Context(), "podman", RunnerOptions{Binary: "/nonexistent/podman", Memory: "none"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestRunSpecValidation(t *testing.T) {
 func TestNewRunnerNoEngine(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	t.Setenv("TORWRT_ENGINE", "")
-	_, err := NewRunner("", RunnerOptions{})
+	_, err := NewRunner(t.Context(), "", RunnerOptions{})
 	if err == nil {
 		t.Fatal("NewRunner found an engine in an empty PATH")
 	}
@@ -121,11 +121,11 @@ func TestNewRunnerNoEngine(t *testing.T) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
 	}
-	if _, err := NewRunner("lxc", RunnerOptions{}); err == nil || !strings.Contains(err.Error(), "podman, docker or host") {
+	if _, err := NewRunner(t.Context(), "lxc", RunnerOptions{}); err == nil || !strings.Contains(err.Error(), "podman, docker or host") {
 		t.Errorf("unknown engine: %v", err)
 	}
 	t.Setenv("TORWRT_ENGINE", "host")
-	r, err := NewRunner("", RunnerOptions{WorkRoot: t.TempDir()})
+	r, err := NewRunner(t.Context(), "", RunnerOptions{WorkRoot: t.TempDir()})
 	if err != nil || r.Engine() != "host" {
 		t.Errorf("TORWRT_ENGINE=host: %v %v", r, err)
 	}
@@ -135,7 +135,7 @@ func TestNewRunnerAutoPodman(t *testing.T) {
 	requireTool(t, "podman", "podman")
 	requireTool(t, "runc", "runc")
 	t.Setenv("TORWRT_ENGINE", "")
-	r, err := NewRunner("", RunnerOptions{Logf: t.Logf})
+	r, err := NewRunner(t.Context(), "", RunnerOptions{Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestPodmanStateDir(t *testing.T) {
 	}
 	defer os.RemoveAll(parent)
 	state := filepath.Join(parent, "state")
-	r, err := NewRunner("podman", RunnerOptions{StateDir: state, Logf: t.Logf})
+	r, err := NewRunner(t.Context(), "podman", RunnerOptions{StateDir: state, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,24 +221,37 @@ func TestStatusVerdict(t *testing.T) {
 		return d
 	}
 	logf := func(string, ...any) {}
-	if err := statusVerdict(nil, write("0\n"), "podman", "x", logf); err != nil {
+	if err := statusVerdict(nil, "", write("0\n"), "podman", "x", logf); err != nil {
 		t.Errorf("status 0, engine 0: %v", err)
 	}
-	err := statusVerdict(nil, write("1\n"), "podman", "x", logf)
+	err := statusVerdict(nil, "", write("1\n"), "podman", "x", logf)
 	if code, ok := exitCode(err); !ok || code != 1 {
 		t.Errorf("status 1, engine 0: %v (code %d)", err, code)
 	}
-	if err := statusVerdict(nil, write(""), "podman", "x", logf); err == nil || !strings.Contains(err.Error(), "without the command reporting its exit status") {
+	if err := statusVerdict(nil, "", write(""), "podman", "x", logf); err == nil || !strings.Contains(err.Error(), "without the command reporting its exit status") {
 		t.Errorf("no status, engine 0: %v", err)
 	}
 	engineFailed := errors.New("engine failed")
-	if err := statusVerdict(engineFailed, write(""), "podman", "x", logf); err != engineFailed {
+	if err := statusVerdict(engineFailed, "", write(""), "podman", "x", logf); err != engineFailed {
 		t.Errorf("no status, engine failed: %v", err)
 	}
-	if err := statusVerdict(engineFailed, write("0\n"), "podman", "x", logf); err != engineFailed {
+	if err := statusVerdict(engineFailed, "", write("0\n"), "podman", "x", logf); err != engineFailed {
 		t.Errorf("status 0, engine failed: %v", err)
 	}
-	if err := statusVerdict(nil, write("garbage"), "podman", "x", logf); err == nil {
+	if err := statusVerdict(nil, "", write("garbage"), "podman", "x", logf); err == nil {
 		t.Error("garbage status accepted")
+	}
+	// podman 4.3 losing the exit code of a container that exited 0 (seen
+	// with two runs in parallel): the command's own status decides.
+	lost := "Error: getting exit code of container 4f1c0a9e2b7d from DB: no such exit code (container in state running)\n"
+	if err := statusVerdict(engineFailed, lost, write("0\n"), "podman", "x", logf); err != nil {
+		t.Errorf("status 0, engine lost the exit code: %v", err)
+	}
+	// ...but never when the command failed, or reported nothing.
+	if err := statusVerdict(engineFailed, lost, write("2\n"), "podman", "x", logf); err == nil {
+		t.Error("status 2 with a lost exit code accepted")
+	}
+	if err := statusVerdict(engineFailed, lost, write(""), "podman", "x", logf); err == nil {
+		t.Error("no status with a lost exit code accepted")
 	}
 }

@@ -190,7 +190,7 @@ func fileSHA256(path string) (string, error) {
 
 // ControlReader extracts the control fields of a package file. The ipk
 // reader provides it; tests may pass another.
-type ControlReader func(r io.Reader) (fields []Field, err error)
+type ControlReader func(ctx context.Context, r io.Reader) (fields []Field, err error)
 
 // Field is one control field.
 type Field struct{ Name, Value string }
@@ -215,7 +215,7 @@ func (c *Cache) Write(ctx context.Context, l *profile.Lock, dir string, control 
 		if err != nil {
 			return err
 		}
-		fields, err := control(f)
+		fields, err := control(ctx, f)
 		if err == nil {
 			_, err = f.Seek(0, io.SeekStart)
 		}

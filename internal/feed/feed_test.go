@@ -32,7 +32,7 @@ func pkgFile(name, version string, extra ...string) []byte {
 }
 
 // fakeControl is a ControlReader for pkgFile contents.
-func fakeControl(r io.Reader) ([]Field, error) {
+func fakeControl(_ context.Context, r io.Reader) ([]Field, error) {
 	var out []Field
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
@@ -439,7 +439,7 @@ func TestWriteErrors(t *testing.T) {
 	}
 	// The control reader fails.
 	writeFile(t, filepath.Join(c.Dir, "sha256", p.SHA256), data)
-	bad := func(io.Reader) ([]Field, error) { return nil, errors.New("not an ipk") }
+	bad := func(context.Context, io.Reader) ([]Field, error) { return nil, errors.New("not an ipk") }
 	if err := c.Write(t.Context(), lockOf(p), t.TempDir(), bad); err == nil || !strings.Contains(err.Error(), "not an ipk") || !strings.Contains(err.Error(), p.Filename) {
 		t.Fatalf("Write with a failing control reader: %v", err)
 	}

@@ -214,9 +214,9 @@ func newAPKEnv(t *testing.T, engine string) *apkEnv {
 	var err error
 	if engine == "podman" {
 		requireTools(t, engineTools...)
-		r, err = container.NewRunner("podman", container.RunnerOptions{Logf: t.Logf})
+		r, err = container.NewRunner(t.Context(), "podman", container.RunnerOptions{Logf: t.Logf})
 	} else {
-		r, err = container.NewRunner("host", container.RunnerOptions{WorkRoot: dir(t, "hostrun"), Logf: t.Logf})
+		r, err = container.NewRunner(t.Context(), "host", container.RunnerOptions{WorkRoot: dir(t, "hostrun"), Logf: t.Logf})
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -254,9 +254,9 @@ func newEnv(t *testing.T, engine string) *simEnv {
 	switch engine {
 	case "podman":
 		requireTools(t, engineTools...)
-		r, err = container.NewRunner("podman", container.RunnerOptions{Logf: t.Logf})
+		r, err = container.NewRunner(t.Context(), "podman", container.RunnerOptions{Logf: t.Logf})
 	default:
-		r, err = container.NewRunner("host", container.RunnerOptions{WorkRoot: dir(t, "hostrun"), Logf: t.Logf})
+		r, err = container.NewRunner(t.Context(), "host", container.RunnerOptions{WorkRoot: dir(t, "hostrun"), Logf: t.Logf})
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -778,7 +778,7 @@ func TestSimIBHost(t *testing.T) {
 func TestSimIBDefaultFeedsNeedNetwork(t *testing.T) {
 	requireTools(t, buildTools...)
 	img := pulled(t)
-	r, err := container.NewRunner("host", container.RunnerOptions{WorkRoot: dir(t, "hostrun")})
+	r, err := container.NewRunner(t.Context(), "host", container.RunnerOptions{WorkRoot: dir(t, "hostrun")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -808,7 +808,7 @@ func TestSimIBMT300AHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := container.NewRunner("host", container.RunnerOptions{WorkRoot: dir(t, "hostrun")})
+	r, err := container.NewRunner(t.Context(), "host", container.RunnerOptions{WorkRoot: dir(t, "hostrun")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,9 @@ func Serve(ctx context.Context, images map[string]v1.Image) (refs map[string]str
 		}
 	}()
 	stop = func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// Shut down even when ctx is already done (a cancelled build
+		// still stops its registry), keeping ctx's values.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
 	}

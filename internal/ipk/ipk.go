@@ -136,9 +136,10 @@ func (p *Package) Name() string         { return p.Control.Get("Package") }
 func (p *Package) Version() string      { return p.Control.Get("Version") }
 func (p *Package) Architecture() string { return p.Control.Get("Architecture") }
 
-// Read parses an ipk from r, reading at most lim.MaxPackageBytes.
-func Read(r io.Reader, lim Limits) (*Package, error) {
-	return read(context.Background(), r, lim)
+// Read parses an ipk from r, reading at most lim.MaxPackageBytes; it stops
+// early when ctx is done.
+func Read(ctx context.Context, r io.Reader, lim Limits) (*Package, error) {
+	return read(ctx, r, lim)
 }
 
 // Open verifies that the file at path has the SHA-256 wantSHA256 (hex)
@@ -181,13 +182,13 @@ func ReadVerified(ctx context.Context, r io.Reader, wantSHA256 string, lim Limit
 }
 
 // VerifyFile checks that the file at name has the SHA-256 wantSHA256.
-func VerifyFile(name, wantSHA256 string) error {
+func VerifyFile(ctx context.Context, name, wantSHA256 string) error {
 	f, err := os.Open(name)
 	if err != nil {
 		return fmt.Errorf("ipk: %w", err)
 	}
 	defer f.Close()
-	return verify(context.Background(), f, name, wantSHA256, Limits{}.withDefaults().MaxPackageBytes)
+	return verify(ctx, f, name, wantSHA256, Limits{}.withDefaults().MaxPackageBytes)
 }
 
 func verify(ctx context.Context, r io.Reader, name, want string, max int64) error {

@@ -153,7 +153,7 @@ func TestReadOpenWrtLayouts(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := buildIPK(t, tc.format, tc.dotSlash)
-			p, err := Read(bytes.NewReader(b), Limits{})
+			p, err := Read(t.Context(), bytes.NewReader(b), Limits{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -254,7 +254,7 @@ func TestOpenVerifiesHashFirst(t *testing.T) {
 	if _, err := Open(t.Context(), path, sha(good), Limits{}); err != nil {
 		t.Fatalf("Open with the right hash: %v", err)
 	}
-	if err := VerifyFile(path, strings.ToUpper(sha(good))); err != nil {
+	if err := VerifyFile(t.Context(), path, strings.ToUpper(sha(good))); err != nil {
 		t.Errorf("VerifyFile (upper-case hex): %v", err)
 	}
 	if _, err := Open(t.Context(), path, sha([]byte("other")), Limits{}); !errors.Is(err, ErrHashMismatch) {
@@ -387,7 +387,7 @@ func TestBadPackages(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := Read(bytes.NewReader(tc.ipk), tc.lim)
+			p, err := Read(t.Context(), bytes.NewReader(tc.ipk), tc.lim)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Read: %v (package %v), want %v", err, p != nil, tc.want)
 			}
@@ -439,7 +439,7 @@ func FuzzIPK(f *testing.F) {
 	f.Add([]byte("!<arch>\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		lim := Limits{MaxPackageBytes: 1 << 20, MaxDataBytes: 4 << 20, MaxFiles: 1000, MaxControlBytes: 64 << 10}
-		p, err := Read(bytes.NewReader(data), lim)
+		p, err := Read(t.Context(), bytes.NewReader(data), lim)
 		if err != nil {
 			if p != nil {
 				t.Fatal("package returned with an error")

@@ -108,7 +108,7 @@ func (f *Fake) Path(m container.Mount) string {
 }
 
 // WorkDir is spec.WorkDir, else the image's WorkingDir, else "/".
-func (f *Fake) WorkDir(spec container.RunSpec) (string, error) {
+func (f *Fake) WorkDir(_ context.Context, spec container.RunSpec) (string, error) {
 	if spec.WorkDir != "" {
 		return spec.WorkDir, nil
 	}

@@ -99,7 +99,7 @@ func TestFakePaths(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "/torwrt/bin/y is under no mount") {
 		t.Errorf("file outside the mounts: %v", err)
 	}
-	if wd, _ := f.WorkDir(container.RunSpec{Image: &container.Image{WorkingDir: "/builder"}}); wd != "/builder" {
+	if wd, _ := f.WorkDir(t.Context(), container.RunSpec{Image: &container.Image{WorkingDir: "/builder"}}); wd != "/builder" {
 		t.Errorf("workdir %s", wd)
 	}
 }

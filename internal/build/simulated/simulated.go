@@ -1,4 +1,10 @@
-package build
+// Package simulated serves torwrt's simulated ImageBuilder (internal/ibsim)
+// to a build: it builds each profile's simulated image and package feed,
+// serves the images from an in-process registry on 127.0.0.1 and locks
+// each profile against them, all through the step cache. cmd/imgbuild
+// wires it in for `imgbuild build --simulated-ib`; internal/build, the
+// release pipeline, does not link it.
+package simulated
 
 import (
 	"context"
@@ -12,6 +18,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/torwrt/torwrt/internal/build"
 	"github.com/torwrt/torwrt/internal/container"
 	"github.com/torwrt/torwrt/internal/ibsim"
 	"github.com/torwrt/torwrt/internal/lock"
@@ -20,8 +27,8 @@ import (
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
-// SimOptions configure StartSimulated.
-type SimOptions struct {
+// Options configure Start.
+type Options struct {
 	Root     string
 	Profiles []*profile.Profile
 	CacheDir string
@@ -52,10 +59,10 @@ type Simulation struct {
 	stop   func()
 }
 
-// SimulatedRegistry is the registry the simulated ImageBuilder images are
+// Registry is the registry the simulated ImageBuilder images are
 // named by in locks and attestations, whatever port serves them in a run
 // (".invalid" names nothing on any network: RFC 2606).
-const SimulatedRegistry = "simulated-imagebuilder.invalid"
+const Registry = "simulated-imagebuilder.invalid"
 
 // Stop shuts the registry down.
 func (s *Simulation) Stop() {
@@ -64,7 +71,7 @@ func (s *Simulation) Stop() {
 	}
 }
 
-// StartSimulated builds the simulated ImageBuilder for each profile, serves
+// Start builds the simulated ImageBuilder for each profile, serves
 // it, and locks each profile against it through the same code as `imgbuild
 // lock`: the feed index is signed by ibsim's test key (standing in for
 // OpenWrt's release key) and checked, and `make manifest` decides the
@@ -72,9 +79,9 @@ func (s *Simulation) Stop() {
 //
 // Profiles are prepared in parallel, o.Jobs at a time. ibsim-tool, each
 // image, feed and lock are replayed from the cache when their inputs are
-// unchanged (see simcache.go); o.NoStepCache makes and locks everything
+// unchanged (see cache.go); o.NoStepCache makes and locks everything
 // again.
-func StartSimulated(ctx context.Context, o SimOptions) (*Simulation, error) {
+func Start(ctx context.Context, o Options) (*Simulation, error) {
 	out := o.Progress
 	if out == nil {
 		out = io.Discard
@@ -89,7 +96,7 @@ func StartSimulated(ctx context.Context, o SimOptions) (*Simulation, error) {
 	if jobs < 1 {
 		jobs = runtime.GOMAXPROCS(0)
 	}
-	cache := &StepCache{Dir: o.CacheDir}
+	cache := &build.StepCache{Dir: o.CacheDir}
 	if o.NoStepCache {
 		cache.Dir = ""
 	}
@@ -177,12 +184,12 @@ func StartSimulated(ctx context.Context, o SimOptions) (*Simulation, error) {
 			stop()
 			return nil, err
 		}
-		refs[id] = SimulatedRegistry + "/" + d.Context().RepositoryStr() + "@" + d.DigestStr()
-		sim.Mirrors = map[string]string{SimulatedRegistry: d.Context().RegistryStr()}
+		refs[id] = Registry + "/" + d.Context().RepositoryStr() + "@" + d.DigestStr()
+		sim.Mirrors = map[string]string{Registry: d.Context().RegistryStr()}
 	}
 	// One container runner, made only when a lock is not replayed.
 	runner := sync.OnceValues(func() (container.Runner, error) {
-		return container.NewRunner(o.Engine, container.RunnerOptions{WorkRoot: filepath.Join(o.CacheDir, "host-runner"), Debugf: pr.Debugf})
+		return container.NewRunner(ctx, o.Engine, container.RunnerOptions{WorkRoot: filepath.Join(o.CacheDir, "host-runner"), Debugf: pr.Debugf})
 	})
 	locks := make([]*profile.Lock, n)
 	err = parallel(n, jobs, func(i int) error {
@@ -209,7 +216,7 @@ func StartSimulated(ctx context.Context, o SimOptions) (*Simulation, error) {
 			return err
 		}
 		defer os.RemoveAll(work)
-		pp.Printf("SIMULATED ImageBuilder %s served at %s; locking against it", refs[p.ID], sim.Mirrors[SimulatedRegistry])
+		pp.Printf("SIMULATED ImageBuilder %s served at %s; locking against it", refs[p.ID], sim.Mirrors[Registry])
 		st := pp.Step("lock")
 		l, err := lock.Resolve(progress.NewContext(ctx, pp), lock.Options{
 			Profile: p, ImageRef: refs[p.ID],

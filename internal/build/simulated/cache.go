@@ -1,7 +1,9 @@
-package build
+package simulated
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,18 +11,19 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/torwrt/torwrt/internal/build"
 	"github.com/torwrt/torwrt/internal/container"
 	"github.com/torwrt/torwrt/internal/gobuild"
 	"github.com/torwrt/torwrt/internal/ibsim"
 	"github.com/torwrt/torwrt/internal/profile"
 )
 
-// The simulated ImageBuilder's cache: StartSimulated keeps what does not
+// The simulated ImageBuilder's cache: Start keeps what does not
 // change between runs in the step cache (CACHE/steps/sim-*/<key>/), each
 // keyed by exactly what it is made of and checked when replayed:
 //
 //   - sim-tool: ibsim-tool's binary, by the module source's hash
-//     (sourceSHA256, which covers ibsim-tool's imports), `go env
+//     (build.SourceSHA256, which covers ibsim-tool's imports), `go env
 //     GOVERSION` and GOARCH; ibsim.BuildTool ignores the environment's
 //     GOFLAGS, go.work and go env file. Replayed files are rehashed.
 //   - sim-image: the image's manifest digest, by ibsim.InputsSHA256 (the
@@ -34,7 +37,7 @@ import (
 //     passes Lock.Check for the profile and names that image.
 const (
 	simToolStep, simImageStep, simFeedStep, simLockStep = "sim-tool", "sim-image", "sim-feed", "sim-lock"
-	// simStepVersion: bump when StartSimulated's way of making any of the
+	// simStepVersion: bump when Start's way of making any of the
 	// four changes (lock.Resolve's output for the same inputs included).
 	simStepVersion = 1
 )
@@ -51,10 +54,10 @@ type simToolOutput struct {
 
 // simTool is ibsim-tool's binary: replayed from the cache, else built
 // (and stored, unless cache is off).
-func simTool(ctx context.Context, cache *StepCache, root string) ([]byte, bool, error) {
+func simTool(ctx context.Context, cache *build.StepCache, root string) ([]byte, bool, error) {
 	var in simToolInput
 	var err error
-	if in.SourceSHA256, err = sourceSHA256(root); err != nil {
+	if in.SourceSHA256, err = build.SourceSHA256(root); err != nil {
 		return nil, false, fmt.Errorf("hashing ibsim-tool's source: %w", err)
 	}
 	if in.GoVersion, err = gobuild.GoVersion(ctx); err != nil {
@@ -98,12 +101,12 @@ type simImageOutput struct {
 
 // simImageRepo is where the simulated images are stored in container.Cache:
 // under the fixed name locks use, so a lock's Pull finds them.
-const simImageRepo = SimulatedRegistry + "/" + ibsim.Repository
+const simImageRepo = Registry + "/" + ibsim.Repository
 
 // simImage is t's image, from container.Cache when the cache recorded its
 // digest for these inputs, else built and stored there. The image
 // returned is the cached copy (compressed once, verified by digest).
-func simImage(ctx context.Context, cache *StepCache, images *container.Cache, t ibsim.Target, bo ibsim.BuildOptions) (v1.Image, bool, error) {
+func simImage(ctx context.Context, cache *build.StepCache, images *container.Cache, t ibsim.Target, bo ibsim.BuildOptions) (v1.Image, bool, error) {
 	inputs, err := ibsim.InputsSHA256(t, bo)
 	if err != nil {
 		return nil, false, err
@@ -151,7 +154,7 @@ type simFeedInput struct {
 // simFeed writes t's package feed into dir (emptied first): replayed, or
 // written by ibsim.Packages and stored. It returns the sha256 of the feed's
 // signed index (packages.adb, or Packages for opkg).
-func simFeed(cache *StepCache, t ibsim.Target, dir string) (string, bool, error) {
+func simFeed(cache *build.StepCache, t ibsim.Target, dir string) (string, bool, error) {
 	key, err := cache.Key(simFeedStep, simStepVersion, simFeedInput{Target: t, FeedVersion: ibsim.FeedVersion})
 	if err != nil {
 		return "", false, err
@@ -197,7 +200,7 @@ type simLockOutput struct {
 // cachedLock replays the lock of in for p, if the cache holds one that
 // still checks: Lock.Check for p as it is now, the same image, the same
 // feed index.
-func cachedLock(cache *StepCache, key string, in simLockInput, p *profile.Profile) *profile.Lock {
+func cachedLock(cache *build.StepCache, key string, in simLockInput, p *profile.Profile) *profile.Lock {
 	var out simLockOutput
 	if !cache.Get(simLockStep, key, &out, "") || out.Lock == nil {
 		return nil
@@ -206,4 +209,9 @@ func cachedLock(cache *StepCache, key string, in simLockInput, p *profile.Profil
 		return nil
 	}
 	return out.Lock
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }

@@ -1,9 +1,10 @@
-package build
+package simulated
 
 import (
 	"bytes"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,12 +13,41 @@ import (
 	"github.com/torwrt/torwrt/internal/profile"
 )
 
-// A second StartSimulated with the same inputs replays each feed, image
+// root is the torwrt checkout, for its profiles and ibsim-tool's source.
+const root = "../../.."
+
+// requireTools fails the test when a tool of internal/build's end-to-end
+// tests is missing, or it does not run as root (CI installs them with
+// scripts/install-deps.sh and runs as root).
+func requireTools(t *testing.T) {
+	t.Helper()
+	for tool, pkg := range map[string]string{
+		"podman": "podman", "runc": "runc", "mksquashfs": "squashfs-tools", "unsquashfs": "squashfs-tools",
+		"qemu-mips-static": "qemu-user-static", "qemu-mipsel-static": "qemu-user-static",
+		"signify-openbsd": "signify-openbsd",
+	} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found: install the Debian package %s (scripts/install-deps.sh)", tool, pkg)
+		}
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("the simulated ImageBuilder test runs podman as root; run it as root (CI does)")
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// A second Start with the same inputs replays each feed, image
 // and lock from the cache: it runs no container (an unknown engine fails
 // the first lock it has to resolve) and gives the same locks. A replayed
 // lock that no longer checks is resolved again, and NoStepCache makes
 // everything again, with the same result.
-func TestStartSimulatedReplaysCache(t *testing.T) {
+func TestStartReplaysCache(t *testing.T) {
 	requireTools(t)
 	var ps []*profile.Profile
 	for _, id := range []string{"gl-ar150", "gl-ar150-24.10"} { // apk and opkg
@@ -29,7 +59,7 @@ func TestStartSimulatedReplaysCache(t *testing.T) {
 	}
 	cache := t.TempDir()
 	start := func(engine string, noCache bool) (*Simulation, error) {
-		sim, err := StartSimulated(t.Context(), SimOptions{Root: root, Profiles: ps, CacheDir: cache, Engine: engine,
+		sim, err := Start(t.Context(), Options{Root: root, Profiles: ps, CacheDir: cache, Engine: engine,
 			Progress: testWriter{t}, Jobs: 2, NoStepCache: noCache})
 		if err == nil {
 			t.Cleanup(sim.Stop)
