@@ -87,14 +87,27 @@ func (o *profileOptions) resolve() ([]*profile.Profile, error) {
 // provenance differ between two builds of the same inputs.
 var localPathFlags = map[string]bool{"out": true, "cache": true, "work-dir": true, "root": true, "package-dir": true, "release-keys": true, "key": true}
 
+// runOnlyFlags say how this run goes (output, parallelism, the step
+// cache), not what it builds: they are left out of the provenance, so it
+// does not change with them. The value says whether the flag takes one.
+var runOnlyFlags = map[string]bool{"no-step-cache": false, "keep-work": false, "json": false, "v": false, "verbose": false, "jobs": true, "until": true}
+
 // redactedInvocation is the command line as it goes into the provenance,
 // with secrets in key URIs (a PKCS#11 pin-value, say) blanked and local
 // paths replaced by "PATH" (a key given as a URI stays, redacted).
 func redactedInvocation(args []string) []string {
 	out := []string{"imgbuild", "build"}
-	pathNext := false
+	pathNext, skipNext := false, false
 	for _, a := range args {
 		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if skipNext {
+			skipNext = false
+			continue
+		}
+		if flagTakes, ok := runOnlyFlags[name]; ok && strings.HasPrefix(a, "-") {
+			skipNext = flagTakes && !hasValue
+			continue
+		}
 		switch {
 		case pathNext && !strings.Contains(a, ":"):
 			a = "PATH"

@@ -123,6 +123,12 @@ func TestInvocationHidesLocalPaths(t *testing.T) {
 	if got := strings.Join(a, " "); got != want {
 		t.Fatalf("invocation %q, want %q", got, want)
 	}
+	// How the run goes (step cache, parallelism, output format) is not
+	// what it builds: a --no-step-cache rerun records the same invocation.
+	c := redactedInvocation([]string{"--profile", "gl-ar150", "--no-step-cache", "--out", "/x", "--jobs", "2", "--cache=/c", "-v", "--key", "k", "--json", "--simulated-ib", "--release-keys", "r", "--keep-work", "--until=write"})
+	if got := strings.Join(c, " "); got != want {
+		t.Fatalf("invocation %q, want %q", got, want)
+	}
 	// A key URI names the key, not a place on this machine: it stays.
 	if got := strings.Join(redactedInvocation([]string{"--key", "awskms:///alias/torwrt-release"}), " "); !strings.Contains(got, "awskms:///alias/torwrt-release") {
 		t.Fatalf("key URI lost: %q", got)
