@@ -27,6 +27,7 @@ import (
 	"github.com/torwrt/torwrt/internal/profile"
 	"github.com/torwrt/torwrt/internal/signer"
 	"github.com/torwrt/torwrt/internal/squashfs"
+	"github.com/torwrt/torwrt/internal/testfixture"
 	"github.com/torwrt/torwrt/internal/usign"
 )
 
@@ -36,22 +37,6 @@ import (
 // CI installs them (scripts/install-deps.sh) and a missing one fails here.
 
 const root = "../.."
-
-func requireTools(t *testing.T) {
-	t.Helper()
-	for tool, pkg := range map[string]string{
-		"podman": "podman", "runc": "runc", "mksquashfs": "squashfs-tools", "unsquashfs": "squashfs-tools",
-		"qemu-mips-static": "qemu-user-static", "qemu-mipsel-static": "qemu-user-static",
-		"signify-openbsd": "signify-openbsd",
-	} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not found: install the Debian package %s (scripts/install-deps.sh)", tool, pkg)
-		}
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("the end-to-end build test runs podman as root; run it as root (CI does)")
-	}
-}
 
 type fixture struct {
 	profiles []*profile.Profile
@@ -68,7 +53,7 @@ func setup(t *testing.T) *fixture {
 	if shared != nil {
 		return shared
 	}
-	requireTools(t)
+	testfixture.RequireBuildTools(t)
 	var ps []*profile.Profile
 	// The 25.12 (apk) defaults for both devices, and one 24.10 (opkg)
 	// variant: both package managers, end to end.

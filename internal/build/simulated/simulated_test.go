@@ -4,36 +4,17 @@ import (
 	"bytes"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/torwrt/torwrt/internal/profile"
+	"github.com/torwrt/torwrt/internal/testfixture"
 )
 
 // root is the torwrt checkout, for its profiles and ibsim-tool's source.
 const root = "../../.."
-
-// requireTools fails the test when a tool of internal/build's end-to-end
-// tests is missing, or it does not run as root (CI installs them with
-// scripts/install-deps.sh and runs as root).
-func requireTools(t *testing.T) {
-	t.Helper()
-	for tool, pkg := range map[string]string{
-		"podman": "podman", "runc": "runc", "mksquashfs": "squashfs-tools", "unsquashfs": "squashfs-tools",
-		"qemu-mips-static": "qemu-user-static", "qemu-mipsel-static": "qemu-user-static",
-		"signify-openbsd": "signify-openbsd",
-	} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not found: install the Debian package %s (scripts/install-deps.sh)", tool, pkg)
-		}
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("the simulated ImageBuilder test runs podman as root; run it as root (CI does)")
-	}
-}
 
 type testWriter struct{ t *testing.T }
 
@@ -48,7 +29,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // lock that no longer checks is resolved again, and NoStepCache makes
 // everything again, with the same result.
 func TestStartReplaysCache(t *testing.T) {
-	requireTools(t)
+	testfixture.RequireBuildTools(t)
 	var ps []*profile.Profile
 	for _, id := range []string{"gl-ar150", "gl-ar150-24.10"} { // apk and opkg
 		p, err := profile.Load(filepath.Join(root, "profiles"), id)
