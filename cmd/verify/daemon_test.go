@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,21 +37,7 @@ func TestDaemonStuckCheck(t *testing.T) {
 		case imageRequested <- struct{}{}:
 		default:
 		}
-		w.Header().Set("Content-Length", strconv.Itoa(len(img)))
-		w.WriteHeader(200)
-		for range img {
-			if _, err := w.Write([]byte{0}); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				return
-			case <-t.Context().Done():
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
+		updatertest.Trickle(t, len(img))(w, r)
 	}))
 	defer slow.Close()
 	m.socks.Route = func(string, uint16) string { return slow.Listener.Addr().String() }

@@ -345,28 +345,6 @@ func TestPrivateDirRefusesUnsafeParent(t *testing.T) {
 	}
 }
 
-// trickle sends the headers and then one byte every 50 ms: fast enough
-// for any stall timeout, far too slow to ever finish.
-func trickle(t *testing.T, size int) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", strconv.Itoa(size))
-		w.WriteHeader(200)
-		for range size {
-			if _, err := w.Write([]byte{0}); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				return
-			case <-t.Context().Done():
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}
-}
-
 // TestSlowRetrieval: the first mirror serves the manifest and then
 // trickles the image one byte every 50 ms. The updater gives up on it
 // after DownloadBase + size/MinRate and installs from the second mirror.
@@ -384,7 +362,7 @@ func TestSlowRetrieval(t *testing.T) {
 			return
 		}
 		once.Do(slowImage.Done)
-		trickle(t, len(img))(w, r)
+		updatertest.Trickle(t, len(img))(w, r)
 	}))
 	defer slow.Close()
 	e.routeHost("slow.example", slow)
@@ -423,7 +401,7 @@ func TestSlowRetrieval(t *testing.T) {
 func TestSlowManifest(t *testing.T) {
 	e := newEnv(t)
 	e.publish(e.image(updatertest.ImageSpec{}), 42)
-	slow := httptest.NewServer(trickle(t, 60<<10))
+	slow := httptest.NewServer(updatertest.Trickle(t, 60<<10))
 	defer slow.Close()
 	e.routeHost("slow.example", slow)
 	cfg := e.config()

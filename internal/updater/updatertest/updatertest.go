@@ -11,8 +11,10 @@ import (
 	"encoding/hex"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -420,4 +422,27 @@ func MemInfo(tb testing.TB, dir string, avail int64) string {
 		tb.Fatal(err)
 	}
 	return p
+}
+
+// Trickle is a mirror that sends the headers of a size-byte response and
+// then one byte every 50 ms: fast enough for any stall timeout, far too
+// slow to ever finish. It stops when the client or the test is done.
+func Trickle(t testing.TB, size int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		w.WriteHeader(200)
+		for range size {
+			if _, err := w.Write([]byte{0}); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-t.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
 }
