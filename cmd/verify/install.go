@@ -237,18 +237,8 @@ func (h *installHelper) copyImage(path string, rel *manifest.Release) (string, e
 		return "", fmt.Errorf("%w: opening %s: %v", errInstallRefused, path, err)
 	}
 	defer src.Close()
-	fi, err := src.Stat()
-	if err != nil {
+	if _, err := updater.CheckOwnedFile(src, path, h.PeerUID); err != nil {
 		return "", fmt.Errorf("%w: %v", errInstallRefused, err)
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	switch {
-	case !fi.Mode().IsRegular():
-		return "", fmt.Errorf("%w: %s is not a regular file", errInstallRefused, path)
-	case !ok || int(st.Uid) != h.PeerUID:
-		return "", fmt.Errorf("%w: %s is not owned by uid %d", errInstallRefused, path, h.PeerUID)
-	case uint64(st.Nlink) != 1:
-		return "", fmt.Errorf("%w: %s has %d links", errInstallRefused, path, st.Nlink)
 	}
 	// A fresh directory of root's: whatever was there (a file, a symlink,
 	// another user's directory) goes, and Mkdir fails if someone raced us.

@@ -104,20 +104,8 @@ func openPrivate(path string, flag int) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	switch {
-	case !fi.Mode().IsRegular():
-		err = fmt.Errorf("%s is not a regular file", path)
-	case !ok || int(st.Uid) != os.Geteuid():
-		err = fmt.Errorf("%s is not owned by uid %d", path, os.Geteuid())
-	case uint64(st.Nlink) != 1:
-		err = fmt.Errorf("%s has %d links", path, st.Nlink)
-	case fi.Mode().Perm()&0o077 != 0:
+	fi, err := CheckOwnedFile(f, path, os.Geteuid())
+	if err == nil && fi.Mode().Perm()&0o077 != 0 {
 		err = fmt.Errorf("%s has mode %v", path, fi.Mode().Perm())
 	}
 	if err != nil {
@@ -125,6 +113,27 @@ func openPrivate(path string, flag int) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// CheckOwnedFile says what is wrong with an opened file as one of uid's
+// own: it must be a regular file (not a fifo or device someone put
+// there), owned by uid, with one link (not a hard link to a file someone
+// else cares about). It returns the file's info when nothing is.
+func CheckOwnedFile(f *os.File, path string, uid int) (fs.FileInfo, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	case !ok || int(st.Uid) != uid:
+		return nil, fmt.Errorf("%s is not owned by uid %d", path, uid)
+	case uint64(st.Nlink) != 1:
+		return nil, fmt.Errorf("%s has %d links", path, st.Nlink)
+	}
+	return fi, nil
 }
 
 // openPartial opens the partial download: the one a previous attempt left
