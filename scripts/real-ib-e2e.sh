@@ -10,7 +10,11 @@
 #   2. a profile naming a board this ImageBuilder lacks fails with its cause;
 #   3. a second build from another working directory with umask 002,
 #      TZ=Asia/Tokyo and another TMPDIR must give the same bytes;
-#   4. the image is refused for another board, and the daemon inside it is a
+#   4. one changed overlay file (--country SE): a build that restores the
+#      installed package tree from the step cache (make image from FILES
+#      on) gives the same bytes, every file in dist/, as a --no-step-cache
+#      build of the same inputs;
+#   5. the image is refused for another board, and the daemon inside it is a
 #      static MIPS32 little-endian binary that runs under qemu-mipsel-static.
 #
 # Podman runs on an EMPTY store of its own (CONTAINERS_STORAGE_CONF) and
@@ -79,27 +83,46 @@ if "$ib" lock --root "$work/alt" --profile "$PROFILE" --engine podman --cache "$
 fi
 grep -F 'this ImageBuilder has no profile "glinet_gl-ar150"' "$work/alt/err"
 
-build() { # $1 = name, $2 = umask, $3 = TZ
-  mkdir -p "$work/$1/cwd" "$work/$1/tmp"
+build() { # $1 = name, $2 = umask, $3 = TZ, more build flags follow
+  local name=$1 mask=$2 tz=$3
+  shift 3
+  mkdir -p "$work/$name/cwd" "$work/$name/tmp"
   (
-    cd "$work/$1/cwd"
-    umask "$2"
-    export TZ=$3 TMPDIR=$work/$1/tmp
-    # --no-step-cache: this build runs make image again rather than
-    # replaying the first build's result from the step cache.
-    "$ib" build --root "$root" --profile "$PROFILE" --engine podman --no-step-cache \
+    cd "$work/$name/cwd"
+    umask "$mask"
+    export TZ=$tz TMPDIR=$work/$name/tmp
+    "$ib" build --root "$root" --profile "$PROFILE" --engine podman \
       --key "$root/.cache/real-ib/release.sec" --release-keys "$root/.cache/real-ib/release.pub" \
-      --out "$work/$1/dist"
-  )
+      --out "$work/$name/dist" "$@"
+  ) 2> >(tee "$work/$name.log" >&2)
 }
 step "imgbuild build #2 (umask 002, TZ=Asia/Tokyo, another TMPDIR and working directory)"
-t=$(secs); build b 002 Asia/Tokyo; build_b_s=$(since "$t")
+# --no-step-cache: this build runs make image again rather than replaying
+# the first build's result from the step cache.
+t=$(secs); build b 002 Asia/Tokyo --no-step-cache; build_b_s=$(since "$t")
 
 img_a=$(ls "$root"/dist/$PROFILE/*-sysupgrade.bin)
 img_b=$(ls "$work"/b/dist/$PROFILE/*-sysupgrade.bin)
 cmp "$img_a" "$img_b"
 cmp "$img_a.sig" "$img_b.sig"
 echo "byte-identical: $(basename "$img_a") ($(stat -c %s "$img_a") bytes, sha256 $(sha256sum "$img_a" | cut -c1-16)…)"
+
+step "one changed overlay file: the installed package tree from the step cache, or make image in full, give the same bytes"
+t=$(secs); build c 022 UTC --country SE; build_c_s=$(since "$t")
+grep -q "installed package tree is replayed from the step cache" "$work/c.log" ||
+  { echo "real-ib-e2e: the build with a changed overlay did not restore the installed package tree" >&2; exit 1; }
+t=$(secs); build d 077 America/Denver --country SE --no-step-cache; build_d_s=$(since "$t")
+n=0
+for f in "$work/d/dist/$PROFILE"/*; do
+  cmp "$f" "$work/c/dist/$PROFILE/${f##*/}"
+  n=$((n + 1))
+done
+[ "$n" -ge 10 ] || { echo "real-ib-e2e: only $n files in dist/$PROFILE" >&2; exit 1; }
+if cmp -s "$img_a" "$(ls "$work"/c/dist/$PROFILE/*-sysupgrade.bin)"; then
+  echo "real-ib-e2e: --country SE made the same image as the brand's country" >&2
+  exit 1
+fi
+echo "changed overlay: ${build_c_s}s restoring the installed tree, ${build_d_s}s in full; all $n files in dist/$PROFILE identical"
 
 step "the image is refused for another board"
 if "$ib" verify --keys "$root/.cache/real-ib/release.pub" --board glinet,gl-ar150 "$img_a" >/dev/null 2>&1; then
@@ -117,5 +140,5 @@ readelf -h "$daemon" | grep -q "MIPS" || { echo "daemon is not MIPS" >&2; exit 1
 if readelf -l "$daemon" | grep -q INTERP; then echo "daemon is dynamically linked" >&2; exit 1; fi
 qemu-mipsel-static "$daemon" --version
 
-printf '\nreal-ib-e2e: OK  README flow (import, lock, build, verify) %ss, second build %ss, image %s bytes\n' \
-  "$readme_s" "$build_b_s" "$(stat -c %s "$img_a")"
+printf '\nreal-ib-e2e: OK  README flow (import, lock, build, verify) %ss, second build %ss, changed overlay %ss (in full %ss), image %s bytes\n' \
+  "$readme_s" "$build_b_s" "$build_c_s" "$build_d_s" "$(stat -c %s "$img_a")"

@@ -237,9 +237,12 @@ func addVerboseFlag(fs *flag.FlagSet, v *bool) {
 // newProgress is the progress printer on stderr: a live line on a
 // terminal, plain lines elsewhere (CI, pipes); never stdout, which --json
 // keeps for its one document.
+// newProgress is the progress printer on stderr: text lines (a live line
+// on a terminal), or with TORWRT_LOG=json one slog JSON record per line.
 func newProgress(e env, verbose bool) *progress.Printer {
 	return progress.New(e.stderr, progress.Options{
 		TTY: progress.IsTerminal(e.stderr), Verbose: verbose, Width: progress.TerminalWidth(e.stderr),
+		JSON: e.getenv("TORWRT_LOG") == "json",
 	})
 }
 

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -129,6 +130,7 @@ var Steps = []string{"resolve", "compile", "render", "fetch", "run", "check", "n
 const (
 	compileStepVersion = 1
 	runStepVersion     = 1
+	installStepVersion = 1
 )
 
 // ErrTooBig: the image does not fit the board's flash.
@@ -155,6 +157,7 @@ type Result struct {
 // replayed from the cache, and stops after Options.Until.
 type runner struct {
 	pr      *progress.Printer
+	log     *slog.Logger // pr's records, for structured events
 	rep     *dist.Report
 	until   string
 	took    []string
@@ -236,7 +239,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Report: rep, WorkDir: work}
-	r := &runner{pr: pr, rep: rep, until: o.Until}
+	r := &runner{pr: pr, log: pr.Logger(), rep: rep, until: o.Until}
 	start := time.Now()
 	err := pipeline(ctx, o, work, r)
 	if errors.Is(err, errStopped) {
@@ -344,7 +347,7 @@ func pipeline(ctx context.Context, o Options, work string, r *runner) error {
 	var fetched *Fetched
 	err = r.step("fetch", func() (bool, error) {
 		if replayed {
-			r.pr.Printf("fetch: not needed, the run is replayed from the step cache (key %s)", runKey)
+			r.log.Info("fetch: not needed, the run is replayed from the step cache", "key", runKey)
 			return true, nil
 		}
 		var err error
@@ -369,17 +372,32 @@ func pipeline(ctx context.Context, o Options, work string, r *runner) error {
 		if err != nil {
 			return false, err
 		}
+		installed, installedKey, err := installedTree(cache, key, filepath.Join(work, "installed"))
+		if err != nil {
+			return false, err
+		}
+		if installed != nil && installed.Restore {
+			r.log.Info("run: the installed package tree is replayed from the step cache; make image runs from FILES on", "key", installedKey)
+			rep.Cached = append(rep.Cached, "run/installed")
+		}
 		out, err := RunImage(ctx, RunInput{
 			Runner: cr, Image: fetched.Image, Profile: o.Profile, Lock: o.Lock, Files: rendered.Dir,
-			Feed: fetched.FeedDir, WorkDir: work, Key: key, Logf: r.pr.Printf,
+			Feed: fetched.FeedDir, WorkDir: work, Key: key, Logf: r.pr.Printf, Installed: installed,
 		}, bin)
 		if err != nil {
 			return false, err
 		}
 		ran = *out
 		rep.Engine, rep.PackageManager = ran.Engine, ran.PackageManager
+		if installed != nil && !installed.Restore {
+			if _, err := os.Stat(filepath.Join(installed.Dir, imagebuilder.InstalledArchive)); err == nil {
+				if err := cache.Put("install", installedKey, key.Install(), installed.Dir); err != nil {
+					r.log.Warn("step cache: not storing the installed package tree", "err", err)
+				}
+			}
+		}
 		if err := cache.Put("run", runKey, ran, bin); err != nil {
-			r.pr.Printf("step cache: not storing the run: %v", err)
+			r.log.Warn("step cache: not storing the run", "err", err)
 		}
 		return false, nil
 	})
@@ -466,6 +484,33 @@ func pipeline(ctx context.Context, o Options, work string, r *runner) error {
 	})
 }
 
+// installedTree is the run's installed package tree: restored from the
+// step cache when an entry for key's InstallKey is there, else an empty
+// directory make image saves it into; nil without a step cache.
+func installedTree(cache *StepCache, key RunKey, dir string) (*imagebuilder.InstalledTree, string, error) {
+	if cache.Dir == "" {
+		return nil, "", nil
+	}
+	k, err := cache.Key("install", installStepVersion, key.Install())
+	if err != nil {
+		return nil, "", err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, "", err
+	}
+	var recorded InstallKey
+	if cache.Get("install", k, &recorded, dir) {
+		return &imagebuilder.InstalledTree{Dir: dir, Restore: true}, k, nil
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, "", err
+	}
+	return &imagebuilder.InstalledTree{Dir: dir}, k, os.Chmod(dir, 0o755)
+}
+
 // compileInput names the daemon's source and toolchain by hash.
 func compileInput(ctx context.Context, o Options) (CompileInput, error) {
 	in := CompileInput{ModuleDir: o.Root, GOARCH: o.Profile.Daemon.GOARCH, GOMIPS: o.Profile.Daemon.GOMIPS, Version: o.Version}
@@ -494,6 +539,11 @@ func compileCached(ctx context.Context, c *StepCache, in CompileInput, tool stri
 	if err != nil {
 		return nil, false, err
 	}
+	unlock, err := c.Lock("compile", key)
+	if err != nil {
+		return nil, false, err
+	}
+	defer unlock()
 	tmp, err := os.MkdirTemp("", "torwrt-compile-")
 	if err != nil {
 		return nil, false, err

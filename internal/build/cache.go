@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"syscall"
 
 	"github.com/torwrt/torwrt"
 )
@@ -48,6 +49,30 @@ func (c *StepCache) Key(step string, version int, in any) (string, error) {
 }
 
 func (c *StepCache) dir(step, key string) string { return filepath.Join(c.Dir, "steps", step, key) }
+
+// Lock holds step/key for one computation: builds side by side (build
+// --all, or two imgbuild processes) that need the same entry wait for
+// the first to store it and then replay it, rather than all computing
+// it. The returned function releases the lock; without a cache it does
+// nothing.
+func (c *StepCache) Lock(step, key string) (func(), error) {
+	if c == nil || c.Dir == "" {
+		return func() {}, nil
+	}
+	dir := filepath.Join(c.Dir, "steps", step)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "."+key+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("step cache: locking %s/%s: %w", step, key, err)
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
 
 // Get replays the entry of step/key: the output into out and the files
 // into dest (made if missing). It reports false on a miss, and on an entry

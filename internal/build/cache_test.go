@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // A stored step replays its output and files; a damaged file makes the
@@ -37,5 +38,50 @@ func TestStepCacheVerifiesReplayedFiles(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(c.Dir, "steps", "run", key)); !os.IsNotExist(err) {
 		t.Fatalf("the damaged entry is still there: %v", err)
+	}
+}
+
+// Two holders of one step/key take turns: the second gets the lock only
+// after the first released it (and would then find its entry stored);
+// another key is not held up.
+func TestStepCacheLockSerializesOneKey(t *testing.T) {
+	c := &StepCache{Dir: t.TempDir()}
+	unlock, err := c.Lock("compile", "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 2)
+	go func() {
+		u, err := c.Lock("compile", "k1")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- "k1"
+		u()
+	}()
+	u2, err := c.Lock("compile", "k2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u2()
+	select {
+	case s := <-got:
+		t.Fatalf("second holder of k1 got %q while the first held it", s)
+	case <-time.After(200 * time.Millisecond):
+	}
+	unlock()
+	select {
+	case s := <-got:
+		if s != "k1" {
+			t.Fatal(s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("second holder of k1 never got the lock")
+	}
+	if u, err := (&StepCache{}).Lock("compile", "k1"); err != nil {
+		t.Fatal(err)
+	} else {
+		u()
 	}
 }

@@ -178,6 +178,31 @@ type RunInput struct {
 	WorkDir string               `json:"-"`
 	Key     RunKey               `json:"key"`
 	Logf    func(string, ...any) `json:"-"`
+	// Installed saves or restores the installed package tree (nil: plain
+	// make image); see InstallKey.
+	Installed *imagebuilder.InstalledTree `json:"-"`
+}
+
+// InstallKey is what the tree the ImageBuilder's package_install leaves
+// depends on: a RunKey without the overlay (FilesSHA256) and the
+// services to disable, which only later steps read. A build whose overlay
+// changed restores that tree and runs make image from FILES on.
+type InstallKey struct {
+	ImageBuilder    string   `json:"imagebuilder"`
+	ScriptsSHA256   string   `json:"scripts_sha256"`
+	LockSHA256      string   `json:"lock_sha256"`
+	IBProfile       string   `json:"ib_profile"`
+	Packages        []string `json:"packages"`
+	SourceDateEpoch int64    `json:"source_date_epoch"`
+	Tool            string   `json:"tool"`
+}
+
+// Install is the RunKey's InstallKey.
+func (k RunKey) Install() InstallKey {
+	return InstallKey{
+		ImageBuilder: k.ImageBuilder, ScriptsSHA256: k.ScriptsSHA256, LockSHA256: k.LockSHA256,
+		IBProfile: k.IBProfile, Packages: k.Packages, SourceDateEpoch: k.SourceDateEpoch, Tool: k.Tool,
+	}
 }
 
 // RunKey is what a run's output depends on.
@@ -224,6 +249,11 @@ func RunImage(ctx context.Context, in RunInput, binDir string) (*Ran, error) {
 		Feed:             in.Feed,
 		BinDir:           binDir,
 		SourceDateEpoch:  in.Profile.OpenWrt.SourceDateEpoch,
+		Installed:        in.Installed,
+	}
+	if in.Installed != nil && !caps.InstallTarget {
+		in.Logf("this ImageBuilder's Makefile has no package_install sub-make: its installed package tree is not cached")
+		req.Installed = nil
 	}
 	in.Logf("make image PROFILE=%s in %s (%s), network off", req.Profile, in.Runner.Engine(), in.Image.Digest)
 	if err := d.Image(ctx, req); err != nil {

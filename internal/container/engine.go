@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"golang.org/x/sync/singleflight"
 )
 
 // engineRunner runs images with podman or docker. Both get the same
@@ -300,21 +301,28 @@ func (r *engineRunner) ensureImage(ctx context.Context, img *Image) (string, err
 		return id, nil
 	}
 	cfgHex := strings.TrimPrefix(img.ConfigDigest, "sha256:")
-	var err error
-	switch r.engine {
-	case "podman":
-		id, err = r.ensurePodman(ctx, img, cfgHex)
-	default:
-		id, err = r.ensureDocker(ctx, img, cfgHex)
-	}
+	// Builds running side by side (build --all) each have a runner; the
+	// first loads an image they share, the others wait for it rather
+	// than decompressing the same layers into the same store again.
+	store := r.bin + "\x00" + strings.Join(r.global, "\x00") + "\x00" + img.Digest
+	v, err, _ := imageLoads.Do(store, func() (any, error) {
+		if r.engine == "podman" {
+			return r.ensurePodman(ctx, img, cfgHex)
+		}
+		return r.ensureDocker(ctx, img, cfgHex)
+	})
 	if err != nil {
 		return "", err
 	}
+	id = v.(string)
 	r.mu.Lock()
 	r.loaded[img.Digest] = id
 	r.mu.Unlock()
 	return id, nil
 }
+
+// imageLoads joins concurrent loads of one image into one engine store.
+var imageLoads singleflight.Group
 
 func (r *engineRunner) ensurePodman(ctx context.Context, img *Image, cfgHex string) (string, error) {
 	if r.podmanHas(ctx, cfgHex) {

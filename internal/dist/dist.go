@@ -96,7 +96,9 @@ type Report struct {
 	// DistDir and Timings are this run's, not the build's: they are not
 	// written into build-report.json (`build --json` shows them).
 	// Timings maps a step to its duration; Cached lists the steps whose
-	// output was replayed from the step cache.
+	// output was replayed from the step cache, and "run/installed" when
+	// the run restored the installed package tree from it and ran make
+	// image from FILES on.
 	DistDir string            `json:"-"`
 	Timings map[string]string `json:"-"`
 	Cached  []string          `json:"-"`

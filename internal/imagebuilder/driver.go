@@ -32,6 +32,9 @@ const (
 	feedTarget  = "/torwrt/feed"
 	binTarget   = "/torwrt/bin"
 	hooksTarget = "/torwrt/hooks"
+	// installedTarget holds installed.tar, the installed package tree
+	// (hooks/installed.mk).
+	installedTarget = "/torwrt/installed"
 )
 
 var (
@@ -42,6 +45,8 @@ var (
 	entryScript = stripComments(entryScriptFile)
 	//go:embed hooks/mksquashfs.sh
 	mksquashfsHook []byte
+	//go:embed hooks/installed.mk
+	installedMakefile []byte
 )
 
 func stripComments(script string) string {
@@ -84,7 +89,24 @@ type Request struct {
 	Files  string `json:"-"`
 	Feed   string `json:"-"`
 	BinDir string `json:"-"`
+	// Installed, when set, saves or restores the tree the ImageBuilder's
+	// package_install leaves (hooks/installed.mk); nil: plain make image.
+	Installed *InstalledTree `json:"-"`
 }
+
+// InstalledTree is where `make image` saves the installed package tree
+// (InstalledArchive in Dir, written before FILES is read), or, with
+// Restore, the tree it unpacks instead of running the package manager.
+// The tree depends on the ImageBuilder, the package set and the package
+// files only; a caller keys it by those, never by FILES.
+type InstalledTree struct {
+	Dir     string // host directory: empty to save into; holding InstalledArchive to restore
+	Restore bool
+}
+
+// InstalledArchive is the file name of the installed package tree in
+// InstalledTree.Dir.
+const InstalledArchive = "installed.tar"
 
 var (
 	profileIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
@@ -212,6 +234,28 @@ func (d *Driver) Image(ctx context.Context, req Request) error {
 		return err
 	}
 	mounts = append(mounts, hook)
+	makeArgv := []string{"make", "image"}
+	var installedEnv []string
+	if it := req.Installed; it != nil {
+		caps, err := d.Capabilities()
+		if err != nil {
+			return err
+		}
+		if !caps.InstallTarget {
+			return fmt.Errorf("imagebuilder: %w: its Makefile runs no `$(MAKE) package_install` sub-make, so the installed package tree cannot be cached; build with --no-step-cache", ErrMissingInterface)
+		}
+		if err := checkInstalledDir(it); err != nil {
+			return err
+		}
+		m := container.Mount{Source: it.Dir, Target: installedTarget, ReadOnly: it.Restore}
+		mounts = append(mounts, m)
+		mode := "save"
+		if it.Restore {
+			mode = "restore"
+		}
+		makeArgv = []string{"make", "-f", d.Runner.Path(hook) + "/installed.mk", "image"}
+		installedEnv = []string{"TORWRT_INSTALLED=" + mode, "TORWRT_INSTALLED_DIR=" + d.Runner.Path(m)}
+	}
 	if len(req.DisabledServices) > 0 {
 		caps, err := d.Capabilities()
 		if err != nil {
@@ -221,13 +265,13 @@ func (d *Driver) Image(ctx context.Context, req Request) error {
 			return fmt.Errorf("imagebuilder: %w: this ImageBuilder's Makefile has no DISABLED_SERVICES (OpenWrt 18.06 added it); remove disabled_services from the profile and the packages that own those services from packages", ErrMissingInterface)
 		}
 	}
-	argv := []string{"/bin/sh", "-c", entryScript, "torwrt-build", d.Runner.Path(hook) + "/mksquashfs",
-		"make", "image",
-		"PROFILE=" + req.Profile,
-		"PACKAGES=" + strings.Join(req.Packages, " "),
-		"FILES=" + d.Runner.Path(mounts[0]),
-		"BIN_DIR=" + d.Runner.Path(mounts[2]),
-	}
+	argv := append([]string{"/bin/sh", "-c", entryScript, "torwrt-build", d.Runner.Path(hook) + "/mksquashfs"}, makeArgv...)
+	argv = append(argv,
+		"PROFILE="+req.Profile,
+		"PACKAGES="+strings.Join(req.Packages, " "),
+		"FILES="+d.Runner.Path(mounts[0]),
+		"BIN_DIR="+d.Runner.Path(mounts[2]),
+	)
 	if req.ExtraImageName != "" {
 		argv = append(argv, "EXTRA_IMAGE_NAME="+req.ExtraImageName)
 	}
@@ -238,12 +282,43 @@ func (d *Driver) Image(ctx context.Context, req Request) error {
 		fmt.Sprintf("SOURCE_DATE_EPOCH=%d", req.SourceDateEpoch),
 		"TORWRT_FILES=" + d.Runner.Path(mounts[0]),
 	}
-	_, err = d.make(ctx, "image", argv, env, mounts)
-	return err
+	env = append(env, installedEnv...)
+	if _, err = d.make(ctx, "image", argv, env, mounts); err != nil {
+		return err
+	}
+	if it := req.Installed; it != nil && !it.Restore {
+		if _, err := os.Stat(filepath.Join(it.Dir, InstalledArchive)); err != nil {
+			return fmt.Errorf("imagebuilder: %w: make image saved no installed package tree (no copy_files or prepare_rootfs step after package_install?); build with --no-step-cache", ErrMissingInterface)
+		}
+	}
+	return nil
 }
 
-// writeHook writes the mksquashfs wrapper next to the feed directory and
-// returns its read-only mount.
+// checkInstalledDir: a directory to save into is empty; one to restore
+// from holds the archive as a regular file.
+func checkInstalledDir(it *InstalledTree) error {
+	if it.Restore {
+		fi, err := os.Lstat(filepath.Join(it.Dir, InstalledArchive))
+		if err != nil {
+			return fmt.Errorf("imagebuilder: installed package tree: %w", err)
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("imagebuilder: installed package tree %s is not a regular file", filepath.Join(it.Dir, InstalledArchive))
+		}
+		return nil
+	}
+	entries, err := os.ReadDir(it.Dir)
+	if err != nil {
+		return fmt.Errorf("imagebuilder: installed package tree directory: %w", err)
+	}
+	if len(entries) != 0 {
+		return fmt.Errorf("imagebuilder: installed package tree directory %s is not empty", it.Dir)
+	}
+	return nil
+}
+
+// writeHook writes the mksquashfs wrapper and installed.mk next to the
+// feed directory and returns their read-only mount.
 func (d *Driver) writeHook(req Request) (container.Mount, error) {
 	dir := filepath.Join(filepath.Dir(req.Feed), "hooks")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -252,12 +327,14 @@ func (d *Driver) writeHook(req Request) (container.Mount, error) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return container.Mount{}, err
 	}
-	p := filepath.Join(dir, "mksquashfs")
-	if err := os.WriteFile(p, mksquashfsHook, 0o755); err != nil {
-		return container.Mount{}, err
-	}
-	if err := os.Chmod(p, 0o755); err != nil {
-		return container.Mount{}, err
+	for name, data := range map[string][]byte{"mksquashfs": mksquashfsHook, "installed.mk": installedMakefile} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o755); err != nil {
+			return container.Mount{}, err
+		}
+		if err := os.Chmod(p, 0o755); err != nil {
+			return container.Mount{}, err
+		}
 	}
 	return container.Mount{Source: dir, Target: hooksTarget, ReadOnly: true}, nil
 }

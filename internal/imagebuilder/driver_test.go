@@ -28,10 +28,13 @@ import (
 // Top-level Makefiles of three ImageBuilder generations, cut to what
 // ParseCapabilities reads, and the .config line that selects apk.
 const (
-	ledeMakefile = "_call_info: FORCE\n\techo 'Current Target: \"$(BOARD)\"'\n\nimage:\nifneq ($(PROFILE),)\n"
-	owrtMakefile = "manifest: FORCE\n\t$(MAKE) -s _check_profile\n\nimage:\n\t$(if $(DISABLED_SERVICES),DISABLED_SERVICES=\"$(DISABLED_SERVICES)\")\n"
-	apkConfig    = "CONFIG_TARGET_ath79=y\nCONFIG_USE_APK=y\n"
-	opkgConfig   = "CONFIG_TARGET_ath79=y\n# CONFIG_USE_APK is not set\n"
+	ledeMakefile = "_call_info: FORCE\n\techo 'Current Target: \"$(BOARD)\"'\n\n_call_image:\n\t$(MAKE) package_install\n\npackage_install: FORCE\n\nimage:\nifneq ($(PROFILE),)\n"
+	owrtMakefile = "manifest: FORCE\n\t$(MAKE) -s _check_profile\n\n_call_image:\n\t$(MAKE) package_install\n\npackage_install: FORCE\n\nimage:\n\t$(if $(DISABLED_SERVICES),DISABLED_SERVICES=\"$(DISABLED_SERVICES)\")\n"
+	// A Makefile that installs within its image recipe: no sub-make to
+	// save the installed tree after.
+	monolithicMakefile = "manifest: FORCE\n\nimage:\n\topkg install $(PACKAGES)\n\t$(if $(DISABLED_SERVICES),DISABLED_SERVICES=\"$(DISABLED_SERVICES)\")\n"
+	apkConfig          = "CONFIG_TARGET_ath79=y\nCONFIG_USE_APK=y\n"
+	opkgConfig         = "CONFIG_TARGET_ath79=y\n# CONFIG_USE_APK is not set\n"
 )
 
 // generation is one kind of ImageBuilder image the driver must handle.
@@ -44,6 +47,7 @@ var (
 	lede17 = generation{"lede-17.01", ledeMakefile, "", "opkg"}
 	owrt24 = generation{"openwrt-24.10", owrtMakefile, opkgConfig, "opkg"}
 	owrt25 = generation{"openwrt-25.12", owrtMakefile, apkConfig, "apk"}
+	mono   = generation{"monolithic", monolithicMakefile, opkgConfig, "opkg"}
 )
 
 var (
@@ -281,6 +285,95 @@ func TestImageCommandLine(t *testing.T) {
 			}
 			if b, _ := os.ReadFile(filepath.Join(hooks, "mksquashfs")); !bytes.Equal(b, mksquashfsHook) {
 				t.Error("hook content is not hooks/mksquashfs.sh")
+			}
+		})
+	}
+}
+
+// With an InstalledTree, make reads installed.mk (which includes the
+// ImageBuilder's Makefile) in save or restore mode, with the tree's
+// directory mounted read-write to save into and read-only to restore from.
+func TestImageInstalledTree(t *testing.T) {
+	for _, restore := range []bool{false, true} {
+		for _, g := range []generation{lede17, owrt24, owrt25} {
+			t.Run(fmt.Sprintf("%s/restore=%v", g.name, restore), func(t *testing.T) {
+				fx := newFixture(t, g, false)
+				dir := filepath.Join(fx.work, "installed")
+				if err := os.Mkdir(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if restore {
+					if err := os.WriteFile(filepath.Join(dir, InstalledArchive), []byte("tar"), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				fx.fake.Script = func(r containertest.Run) containertest.Outcome {
+					if !restore {
+						// What installed.mk's save step writes.
+						os.WriteFile(filepath.Join(dir, InstalledArchive), []byte("tar"), 0o644)
+					}
+					return containertest.Outcome{}
+				}
+				req := fx.request()
+				req.DisabledServices = nil
+				req.Installed = &InstalledTree{Dir: dir, Restore: restore}
+				if err := fx.d.Image(t.Context(), req); err != nil {
+					t.Fatal(err)
+				}
+				r := fx.onlyRun(t)
+				diff(t, "make argv", r.Argv[5:9], []string{"make", "-f", "/torwrt/hooks/installed.mk", "image"})
+				mode := map[bool]string{false: "save", true: "restore"}[restore]
+				diff(t, "env", r.Env, []string{"SOURCE_DATE_EPOCH=1758316778", "TORWRT_FILES=/torwrt/files",
+					"TORWRT_INSTALLED=" + mode, "TORWRT_INSTALLED_DIR=/torwrt/installed"})
+				last := r.Mounts[len(r.Mounts)-1]
+				if want := (container.Mount{Source: dir, Target: "/torwrt/installed", ReadOnly: restore}); last != want {
+					t.Errorf("last mount %+v, want %+v", last, want)
+				}
+				if b, _ := os.ReadFile(filepath.Join(fx.work, "hooks", "installed.mk")); !bytes.Equal(b, installedMakefile) {
+					t.Error("hooks/installed.mk is not the embedded makefile")
+				}
+			})
+		}
+	}
+}
+
+// The installed tree is refused where it cannot work, before make runs,
+// and a save that saved nothing is an error, not a silent miss.
+func TestImageInstalledTreeRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		g       generation
+		setup   func(dir string) *InstalledTree
+		wantErr string
+		runs    int
+	}{
+		{"no package_install sub-make", mono, func(dir string) *InstalledTree { return &InstalledTree{Dir: dir} }, "no `$(MAKE) package_install` sub-make", 0},
+		{"save into a non-empty directory", owrt24, func(dir string) *InstalledTree {
+			os.WriteFile(filepath.Join(dir, "stale"), nil, 0o644)
+			return &InstalledTree{Dir: dir}
+		}, "is not empty", 0},
+		{"restore without an archive", owrt24, func(dir string) *InstalledTree { return &InstalledTree{Dir: dir, Restore: true} }, "installed package tree", 0},
+		{"restore from a symlink", owrt24, func(dir string) *InstalledTree {
+			os.Symlink("/etc/passwd", filepath.Join(dir, InstalledArchive))
+			return &InstalledTree{Dir: dir, Restore: true}
+		}, "not a regular file", 0},
+		{"save that saved nothing", owrt24, func(dir string) *InstalledTree { return &InstalledTree{Dir: dir} }, "saved no installed package tree", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newFixture(t, tc.g, false)
+			dir := filepath.Join(fx.work, "installed")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			req := fx.request()
+			req.DisabledServices = nil
+			req.Installed = tc.setup(dir)
+			err := fx.d.Image(t.Context(), req)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err %v, want it to say %q", err, tc.wantErr)
+			}
+			if n := len(fx.fake.Runs()); n != tc.runs {
+				t.Errorf("%d make runs, want %d", n, tc.runs)
 			}
 		})
 	}

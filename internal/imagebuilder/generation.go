@@ -29,6 +29,10 @@ type Capabilities struct {
 	// `repositories` file, PEM keys), else "opkg" (Packages feeds,
 	// repositories.conf, usign keys).
 	PackageManager string `json:"package_manager"`
+	// InstallTarget: `make image` installs the packages in a
+	// `$(MAKE) package_install` sub-make (LEDE 17.01 and later), which
+	// hooks/installed.mk can save and restore.
+	InstallTarget bool `json:"install_target"`
 }
 
 var useAPKRE = regexp.MustCompile(`(?m)^CONFIG_USE_APK=y\s*$`)
@@ -42,7 +46,10 @@ func ParsePackageManager(config []byte) string {
 	return "opkg"
 }
 
-var manifestTargetRE = regexp.MustCompile(`(?m)^manifest:`)
+var (
+	manifestTargetRE = regexp.MustCompile(`(?m)^manifest:`)
+	installTargetRE  = regexp.MustCompile(`(?m)^\t[@+-]*\$\(MAKE\)( -s)? package_install\b`)
+)
 
 // ParseCapabilities reads Capabilities from an ImageBuilder's top-level
 // Makefile.
@@ -50,6 +57,7 @@ func ParseCapabilities(makefile []byte) Capabilities {
 	return Capabilities{
 		ManifestTarget:   manifestTargetRE.Match(makefile),
 		DisabledServices: strings.Contains(string(makefile), "DISABLED_SERVICES"),
+		InstallTarget:    installTargetRE.Match(makefile) && strings.Contains(string(makefile), "\npackage_install:"),
 	}
 }
 

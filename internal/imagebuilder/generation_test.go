@@ -17,6 +17,17 @@ func TestParseCapabilities(t *testing.T) {
 	if c := ParseCapabilities([]byte(owrt)); !c.ManifestTarget || !c.DisabledServices {
 		t.Errorf("OpenWrt 24.10: %+v", c)
 	}
+	// The install sub-make, as both spell it, and as a recipe line only.
+	for _, mk := range []string{"_call_image:\n\t$(MAKE) package_install\n\npackage_install: FORCE\n", "x:\n\t@$(MAKE) -s package_install\npackage_install:\n"} {
+		if c := ParseCapabilities([]byte(mk)); !c.InstallTarget {
+			t.Errorf("%q: no install target found", mk)
+		}
+	}
+	for _, mk := range []string{"image:\n\topkg install x\n", "# $(MAKE) package_install\npackage_install:\n", "x:\n\t$(MAKE) package_install\n"} {
+		if c := ParseCapabilities([]byte(mk)); c.InstallTarget {
+			t.Errorf("%q: taken for an install sub-make", mk)
+		}
+	}
 	// A mention of "manifest:" inside a recipe is not a target.
 	if c := ParseCapabilities([]byte("image:\n\techo manifest: x\n")); c.ManifestTarget {
 		t.Errorf("recipe text taken for a target: %+v", c)

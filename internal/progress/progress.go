@@ -4,6 +4,12 @@
 // verbose. On a terminal the current step is one live line rewritten in
 // place; elsewhere (CI, pipes) every report is a plain line with no escape
 // codes. It writes to one stream, stderr, never stdout.
+//
+// Every line is a log/slog record: Printf and Debugf are Info and Debug
+// records, a step's end is a "step" record with its name and seconds, and
+// Logger gives the same stream as an *slog.Logger for structured events.
+// Options.JSON writes the records as slog's JSON lines instead (for CI
+// logs a machine reads), with the profile as an attribute.
 package progress
 
 import (
@@ -11,6 +17,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -35,6 +42,9 @@ type Options struct {
 	Width int
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+	// JSON writes each record as a JSON line (slog.JSONHandler): no live
+	// line, no escape codes, attributes as fields.
+	JSON bool
 }
 
 // Printer writes progress lines. A nil *Printer discards everything. It is
@@ -42,6 +52,7 @@ type Options struct {
 // live line.
 type Printer struct {
 	s      *shared
+	id     string // "gl-ar150" or ""
 	prefix string // "[gl-ar150] " or ""
 }
 
@@ -53,6 +64,7 @@ type shared struct {
 	live    string // the live line on screen (TTY), "" none
 	step    *Step
 	act     *Activity
+	jsonLog *slog.Logger // Options.JSON; nil: text lines
 }
 
 // New returns a Printer writing to w.
@@ -69,7 +81,16 @@ func New(w io.Writer, o Options) *Printer {
 			o.Interval = time.Second
 		}
 	}
-	return &Printer{s: &shared{w: w, o: o}}
+	s := &shared{w: w, o: o}
+	if o.JSON {
+		s.o.TTY = false
+		level := slog.LevelInfo
+		if o.Verbose {
+			level = slog.LevelDebug
+		}
+		s.jsonLog = slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	}
+	return &Printer{s: s}
 }
 
 // For returns a Printer that prefixes its lines with "[id] " and shares p's
@@ -78,7 +99,92 @@ func (p *Printer) For(id string) *Printer {
 	if p == nil {
 		return nil
 	}
-	return &Printer{s: p.s, prefix: "[" + id + "] "}
+	return &Printer{s: p.s, id: id, prefix: "[" + id + "] "}
+}
+
+// Logger is p's stream as an *slog.Logger: its records are lines like
+// Printf's (attributes appended as key=value), or JSON lines. Debug
+// records show only when verbose.
+func (p *Printer) Logger() *slog.Logger {
+	if p == nil {
+		return slog.New(discard{})
+	}
+	return slog.New(&handler{p: p})
+}
+
+// handler is the slog.Handler behind Logger. Groups are flattened: the
+// printer's records are flat.
+type handler struct {
+	p     *Printer
+	attrs []slog.Attr
+}
+
+func (h *handler) Enabled(_ context.Context, l slog.Level) bool {
+	return l >= slog.LevelInfo || h.p.Verbose()
+}
+
+func (h *handler) Handle(ctx context.Context, r slog.Record) error {
+	r = r.Clone()
+	r.AddAttrs(h.attrs...)
+	s := h.p.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.jsonLog != nil {
+		if h.p.id != "" {
+			r.AddAttrs(slog.String("profile", h.p.id))
+		}
+		return s.jsonLog.Handler().Handle(ctx, r)
+	}
+	var attrs []slog.Attr
+	r.Attrs(func(a slog.Attr) bool { attrs = append(attrs, a); return true })
+	s.line(h.p.text(r.Message, attrs))
+	return nil
+}
+
+func (h *handler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &handler{p: h.p, attrs: append(append([]slog.Attr{}, h.attrs...), as...)}
+}
+
+func (h *handler) WithGroup(string) slog.Handler { return h }
+
+type discard struct{}
+
+func (discard) Enabled(context.Context, slog.Level) bool  { return false }
+func (discard) Handle(context.Context, slog.Record) error { return nil }
+func (d discard) WithAttrs([]slog.Attr) slog.Handler      { return d }
+func (d discard) WithGroup(string) slog.Handler           { return d }
+
+// log writes one record of p's: through slog's JSON logger, with the
+// profile as an attribute, or as the text line "[id] msg k=v ...". s.mu
+// held.
+func (p *Printer) log(level slog.Level, msg string, attrs ...slog.Attr) {
+	s := p.s
+	if s.jsonLog != nil {
+		args := make([]any, 0, len(attrs)+1)
+		for _, a := range attrs {
+			args = append(args, a)
+		}
+		if p.id != "" {
+			args = append(args, slog.String("profile", p.id))
+		}
+		if level < slog.LevelInfo {
+			s.jsonLog.Debug(msg, args...)
+		} else {
+			s.jsonLog.Info(msg, args...)
+		}
+		return
+	}
+	s.line(p.text(msg, attrs))
+}
+
+func (p *Printer) text(msg string, attrs []slog.Attr) string {
+	var b strings.Builder
+	b.WriteString(p.prefix)
+	b.WriteString(msg)
+	for _, a := range attrs {
+		fmt.Fprintf(&b, " %s=%s", a.Key, a.Value.Resolve().String())
+	}
+	return b.String()
 }
 
 // Verbose reports whether Debugf lines are shown.
@@ -91,15 +197,18 @@ func (p *Printer) Printf(format string, a ...any) {
 	}
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
-	p.s.line(p.prefix + strings.TrimSuffix(fmt.Sprintf(format, a...), "\n"))
+	p.log(slog.LevelInfo, strings.TrimSuffix(fmt.Sprintf(format, a...), "\n"))
 }
 
 // Debugf prints one line only when verbose: argv, paths, the details a
 // user needs only when something goes wrong.
 func (p *Printer) Debugf(format string, a ...any) {
-	if p.Verbose() {
-		p.Printf(format, a...)
+	if !p.Verbose() {
+		return
 	}
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	p.log(slog.LevelDebug, strings.TrimSuffix(fmt.Sprintf(format, a...), "\n"))
 }
 
 // Write prints each complete line written as Printf would, so other code's
@@ -116,7 +225,7 @@ func (p *Printer) Write(b []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		p.s.line(p.prefix + string(p.s.partial[:i]))
+		p.log(slog.LevelInfo, string(p.s.partial[:i]))
 		p.s.partial = p.s.partial[i+1:]
 	}
 	return len(b), nil
@@ -172,6 +281,7 @@ func (s *shared) render() string {
 // Step is one timed step of a pipeline.
 type Step struct {
 	p     *Printer
+	name  string
 	label string
 	start time.Time
 	stop  func()
@@ -187,7 +297,7 @@ func (p *Printer) Step(name string) *Step {
 	s := p.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := &Step{p: p, label: p.prefix + name, start: s.o.Now(), stop: func() {}}
+	st := &Step{p: p, name: name, label: p.prefix + name, start: s.o.Now(), stop: func() {}}
 	s.step = st
 	if s.o.TTY {
 		s.setLive(s.render())
@@ -196,6 +306,8 @@ func (p *Printer) Step(name string) *Step {
 				s.setLive(s.render())
 			}
 		})
+	} else if s.jsonLog != nil {
+		p.log(slog.LevelDebug, "step", slog.String("step", name), slog.String("state", "started"))
 	} else {
 		s.line(st.label + "…")
 	}
@@ -224,6 +336,14 @@ func (st *Step) end(how string) time.Duration {
 	}
 	s.setLive("")
 	s.live = ""
+	if s.jsonLog != nil {
+		state := "done"
+		if how != "" {
+			state = "failed"
+		}
+		st.p.log(slog.LevelInfo, "step", slog.String("step", st.name), slog.String("state", state), slog.Float64("seconds", d.Seconds()))
+		return d
+	}
 	s.line(st.label + " " + how + Duration(d))
 	return d
 }
@@ -233,6 +353,7 @@ func (st *Step) end(how string) time.Duration {
 // the elapsed time and that line; verbose, it also prints every line.
 type Activity struct {
 	p       *Printer
+	name    string
 	label   string
 	start   time.Time
 	partial []byte
@@ -250,7 +371,7 @@ func (p *Printer) Activity(label string) *Activity {
 	s := p.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a := &Activity{p: p, label: p.prefix + label, start: s.o.Now(), stop: func() {}}
+	a := &Activity{p: p, name: label, label: p.prefix + label, start: s.o.Now(), stop: func() {}}
 	s.act = a
 	s.setLive(s.render())
 	a.stop = s.every(func() { s.beat(a) })
@@ -264,6 +385,10 @@ func (s *shared) beat(a *Activity) {
 	}
 	if s.o.TTY {
 		s.setLive(s.render())
+		return
+	}
+	if s.jsonLog != nil {
+		a.p.log(slog.LevelInfo, a.name, slog.Float64("seconds", s.o.Now().Sub(a.start).Seconds()), slog.String("last", a.last))
 		return
 	}
 	s.line(clip(s.render(), s.o.Width))
@@ -334,7 +459,11 @@ func (a *Activity) add(raw string) {
 	}
 	s := a.p.s
 	if s.o.Verbose {
-		s.line(a.p.prefix + "| " + line)
+		if s.jsonLog != nil {
+			a.p.log(slog.LevelDebug, line, slog.String("from", a.name))
+		} else {
+			s.line(a.p.prefix + "| " + line)
+		}
 	}
 	// The live line shows it at the next heartbeat: redrawn at most once
 	// an interval however fast the command prints.

@@ -3,6 +3,7 @@ package progress
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"strings"
 	"sync"
@@ -244,4 +245,69 @@ func TestDebugWriter(t *testing.T) {
 			t.Errorf("verbose %v: got %q, want %q", verbose, buf.String(), want)
 		}
 	}
+}
+
+// With JSON, every record is one slog JSON line: steps with their name,
+// state and seconds, Printf and Logger records with the profile, debug
+// records only when verbose, no escape codes.
+func TestJSONRecords(t *testing.T) {
+	for _, verbose := range []bool{false, true} {
+		var out bytes.Buffer
+		clk := &fakeClock{t: time.Unix(1700000000, 0)}
+		p := New(&out, Options{JSON: true, TTY: true, Verbose: verbose, Interval: -1, Now: clk.now})
+		pp := p.For("gl-ar150")
+		st := pp.Step("run")
+		pp.Printf("make image PROFILE=%s", "gl-ar150")
+		pp.Debugf("argv %s", "x")
+		pp.Logger().Info("step cache", "step", "run", "key", "abc")
+		clk.add(1500 * time.Millisecond)
+		st.Done()
+		if strings.Contains(out.String(), "\x1b") || strings.Contains(out.String(), "\r") {
+			t.Fatalf("escape codes in JSON output: %q", out.String())
+		}
+		var recs []map[string]any
+		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("not a JSON line: %q: %v", line, err)
+			}
+			if m["profile"] != "gl-ar150" {
+				t.Errorf("record without the profile: %v", m)
+			}
+			recs = append(recs, m)
+		}
+		msgs := []string{}
+		for _, m := range recs {
+			msgs = append(msgs, m["msg"].(string))
+		}
+		want := []string{"make image PROFILE=gl-ar150", "step cache", "step"}
+		if verbose {
+			want = []string{"step", "make image PROFILE=gl-ar150", "argv x", "step cache", "step"}
+		}
+		if strings.Join(msgs, "|") != strings.Join(want, "|") {
+			t.Fatalf("verbose=%v: messages %q, want %q", verbose, msgs, want)
+		}
+		last := recs[len(recs)-1]
+		if last["step"] != "run" || last["state"] != "done" || last["seconds"] != 1.5 || last["level"] != "INFO" {
+			t.Errorf("step record %v", last)
+		}
+		if c := recs[len(recs)-2]; c["key"] != "abc" || c["step"] != "run" {
+			t.Errorf("Logger record %v", c)
+		}
+	}
+}
+
+// In text mode a Logger record is a line like Printf's with its
+// attributes as key=value; debug records only when verbose.
+func TestLoggerTextLines(t *testing.T) {
+	var out bytes.Buffer
+	p := New(&out, Options{Interval: -1})
+	l := p.For("gl-mt300a").Logger().With("step", "run")
+	l.Info("installed package tree replayed", "key", "e134")
+	l.Debug("not shown")
+	if got, want := out.String(), "[gl-mt300a] installed package tree replayed key=e134 step=run\n"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	var nilP *Printer
+	nilP.Logger().Info("discarded")
 }
