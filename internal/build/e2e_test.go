@@ -353,6 +353,31 @@ func TestStepCacheReplayAndNoStepCache(t *testing.T) {
 			t.Errorf("build %d published other files than the cold build: %s", i+1, strings.Join(diff, "; "))
 		}
 	}
+	// One changed overlay file (the radios' country): the run restores
+	// the installed package tree the first build saved, and publishes what
+	// a build that runs make image in full does.
+	var changed []string
+	for i, tc := range []struct {
+		noCache    bool
+		wantCached string
+	}{{false, "compile run/installed"}, {true, ""}} {
+		o := f.options(t, p, t.TempDir(), cache)
+		o.Country, o.NoStepCache = "SE", tc.noCache
+		res, err := build.Run(t.Context(), o)
+		if err != nil {
+			t.Fatalf("changed overlay, build %d: %v", i+1, err)
+		}
+		if got := strings.Join(res.Cached, " "); got != tc.wantCached {
+			t.Errorf("changed overlay, build %d (NoStepCache %v): cached %q, want %q", i+1, tc.noCache, got, tc.wantCached)
+		}
+		changed = append(changed, filepath.Join(o.OutDir, p.ID))
+	}
+	if diff := distDiff(t, changed[0], changed[1]); len(diff) > 0 {
+		t.Errorf("the build from the cached installed tree published other files than make image in full: %s", strings.Join(diff, "; "))
+	}
+	if len(distDiff(t, outs[0], changed[0])) == 0 {
+		t.Error("another Wi-Fi country published the same files")
+	}
 }
 
 func TestOverlayByteChangesImage(t *testing.T) {

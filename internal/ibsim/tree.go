@@ -7,7 +7,11 @@ import (
 )
 
 // makefileTemplate is the simulated IB's Makefile. @NAME@ placeholders are
-// filled per target by ibTree.
+// filled per target by ibTree. Its image target is structured as the real
+// IB's: one $(MAKE) <target> sub-make per step (package_reload,
+// package_install, prepare_rootfs, build_image, checksum), so that torwrt's
+// hooks/installed.mk, which includes it and redefines MAKE, can save the
+// tree package_install leaves in $(TARGET_DIR) and restore it instead.
 const makefileTemplate = `# SIMULATED OpenWrt ImageBuilder -- torwrt test fixture (internal/ibsim).
 #
 # This is NOT the OpenWrt ImageBuilder. It answers the same make targets
@@ -22,6 +26,29 @@ const makefileTemplate = `# SIMULATED OpenWrt ImageBuilder -- torwrt test fixtur
 # carry absolute symlinks to host tools in staging_dir/host/bin).
 # Everything opkg or apk, the image scripts, usign, ucert and fwtool do is done by
 # staging_dir/host/bin/ibsim-tool.
+#
+# The structure mirrors the real IB's Makefile (OpenWrt 24.10/25.12,
+# target/imagebuilder/files/Makefile): make image runs its steps as
+# sub-makes, each spelled $(MAKE) <target>, so that a makefile that
+# includes this one and redefines MAKE (torwrt's hooks/installed.mk) is
+# the one every step runs with:
+#
+#   image            the keys, then $(MAKE) _check_profile, $(MAKE) _call_image
+#   _call_image      empties $(TARGET_DIR), then $(MAKE) package_reload,
+#                    package_install, prepare_rootfs, build_image, checksum
+#   package_reload   apk: apk add --initdb into $(TARGET_DIR); both:
+#                    $(MAKE) package_index when packages/ has no index
+#                    or one older than a file there
+#   package_index    indexes (and signs) packages/, the IB's own feed
+#   package_install  the package manager installs into $(TARGET_DIR): it
+#                    reads PROFILE, PACKAGES and the feeds, never FILES,
+#                    DISABLED_SERVICES or ADD_LOCAL_KEY
+#   prepare_rootfs   ADD_LOCAL_KEY, FILES, init scripts enabled,
+#                    DISABLED_SERVICES disabled
+#   build_image      mksquashfs4, the sysupgrade image, manifest, profiles.json
+#   checksum         sha256sums in BIN_DIR
+#   manifest         $(MAKE) _call_manifest: package_reload, then the
+#                    package set package_install would install
 
 TOPDIR:=$(CURDIR)
 SHELL:=/bin/sh
@@ -40,15 +67,22 @@ ARCH_PACKAGES:=@ARCH@
 DEFAULT_PROFILE:=@PROFILE@
 IB_TOOL:=$(TOPDIR)/staging_dir/host/bin/ibsim-tool
 BUILD_DIR:=$(TOPDIR)/build_dir/target-$(ARCH_PACKAGES)_musl
+# The root tree the steps build, as in the real IB.
 TARGET_DIR:=$(BUILD_DIR)/root-$(BOARD)
 IMG_TMP:=$(BUILD_DIR)/tmp
+PACKAGE_DIR:=$(TOPDIR)/packages
 BUILD_KEY:=$(TOPDIR)/key-build
-# The package manager of this release: opkg (<= 24.10) or apk (>= 25.12).
-IB_PM:=@PM@
-ifeq ($(IB_PM),apk)
+# The package manager of this release: apk (>= 25.12) when CONFIG_USE_APK
+# is y, else opkg (<= 24.10). The real IB's rules.mk reads it from .config.
+CONFIG_USE_APK:=@USE_APK@
+ifeq ($(CONFIG_USE_APK),y)
 # _check_keys of the real 25.12 IB: a local EC key signs packages/packages.adb.
 BUILD_KEY_APK_SEC:=$(TOPDIR)/keys/local-private-key.pem
 IB_APK_KEYS:=$(BUILD_KEY_APK_SEC)
+# The key package_index signs the local index with.
+IB_INDEX_KEY:=$(BUILD_KEY_APK_SEC)
+else
+IB_INDEX_KEY:=$(BUILD_KEY)
 endif
 
 # ---------------------------------------------------------------------------
@@ -113,7 +147,8 @@ endif
 endif
 # ---------------------------------------------------------------------------
 
-.PHONY: help info manifest image clean FORCE
+.PHONY: help info manifest image clean FORCE _check_profile _call_image _call_manifest \
+	package_reload package_index package_install prepare_rootfs build_image checksum
 FORCE:
 
 help:
@@ -130,30 +165,103 @@ info:
 	@$(IB_TOOL) notice
 	@$(IB_TOOL) info --topdir '$(TOPDIR)'
 
-manifest: $(IB_APK_KEYS)
-	@$(IB_TOOL) notice
-	@$(IB_TOOL) manifest --topdir '$(TOPDIR)' --profile '$(IB_PROFILE)' --packages '$(IB_PACKAGES)'
-
 $(BUILD_KEY):
 	@$(IB_TOOL) keygen --topdir '$(TOPDIR)'
 
-ifeq ($(IB_PM),apk)
+ifeq ($(CONFIG_USE_APK),y)
 $(BUILD_KEY_APK_SEC):
 	@$(IB_TOOL) apk-keygen --topdir '$(TOPDIR)'
 endif
 
+# The sub-makes see the variables of the command line (MAKEFLAGS) and
+# validate them again; -s keeps make's "Entering directory" lines out of
+# the output, as the real IB's $(MAKE) -s _call_image does.
 image: $(BUILD_KEY) $(IB_APK_KEYS)
 	@$(IB_TOOL) notice
+	@$(MAKE) -s _check_profile
+	@$(MAKE) -s _call_image
+
+manifest: $(IB_INDEX_KEY)
+	@$(IB_TOOL) notice
+	@$(MAKE) -s _check_profile
+	@$(MAKE) -s _call_manifest
+
+_check_profile: FORCE
+	@$(IB_TOOL) check-profile --topdir '$(TOPDIR)' --profile '$(IB_PROFILE)'
+
+_call_image: FORCE
 	@echo 'Building images for $(BOARD) - $(IB_PROFILE) [SIMULATED ImageBuilder]'
 	@echo 'Packages: $(IB_PACKAGES)'
 	@rm -rf '$(TARGET_DIR)' '$(IMG_TMP)'
+	@mkdir -p '$(TARGET_DIR)' '$(IB_BIN_DIR)'
+	@$(MAKE) package_reload
+	@$(MAKE) package_install
+	@$(MAKE) prepare_rootfs
+	@$(MAKE) build_image
+	@$(MAKE) checksum
+	@echo 'Done: images are in $(IB_BIN_DIR) [SIMULATED ImageBuilder]'
+
+# The real one installs and lists the result (opkg list-installed, apk
+# list --manifest); the simulated one lists what package_install would
+# install without installing: torwrt's lock runs it on a feed that has the
+# index and not yet the package files.
+_call_manifest: FORCE
+	@rm -rf '$(TARGET_DIR)'
+	@mkdir -p '$(TARGET_DIR)'
+	@$(MAKE) package_reload >/dev/null
+	@$(IB_TOOL) manifest --topdir '$(TOPDIR)' --profile '$(IB_PROFILE)' --packages '$(IB_PACKAGES)'
+
+ifeq ($(CONFIG_USE_APK),)
+package_reload: FORCE
+	@if [ -d '$(PACKAGE_DIR)' ] && ( \
+			[ ! -f '$(PACKAGE_DIR)/Packages' ] || \
+			[ ! -f '$(PACKAGE_DIR)/Packages.gz' ] || \
+			[ "$$(find '$(PACKAGE_DIR)' -newer '$(PACKAGE_DIR)/Packages.gz')" ] ); then \
+		echo 'Package list missing or not up-to-date, generating it.' >&2; \
+		$(MAKE) package_index; \
+	else \
+		echo 'opkg update: the feed indexes are read when packages are installed [SIMULATED opkg]' >&2; \
+	fi
+else
+package_reload: FORCE
+	@$(IB_TOOL) apk-initdb --topdir '$(TOPDIR)' --root '$(TARGET_DIR)'
+	@if [ -d '$(PACKAGE_DIR)' ] && ( \
+			[ ! -f '$(PACKAGE_DIR)/packages.adb' ] || \
+			[ "$$(find '$(PACKAGE_DIR)' -newer '$(PACKAGE_DIR)/packages.adb')" ] ); then \
+		echo 'Package list missing or not up-to-date, generating it.' >&2; \
+		$(MAKE) package_index; \
+	fi
+endif
+
+package_index: FORCE
+	@echo >&2
+	@echo 'Building package index... [SIMULATED ImageBuilder]' >&2
+	@$(IB_TOOL) package-index --topdir '$(TOPDIR)'
+
+package_install: FORCE
+	@echo
+	@echo 'Installing packages... [SIMULATED ImageBuilder]'
+	@$(IB_TOOL) install --topdir '$(TOPDIR)' --profile '$(IB_PROFILE)' --packages '$(IB_PACKAGES)' --root '$(TARGET_DIR)'
+
+prepare_rootfs: FORCE
+	@echo
+	@echo 'Finalizing root filesystem... [SIMULATED ImageBuilder]'
+	@$(IB_TOOL) prepare-rootfs --topdir '$(TOPDIR)' --files '$(IB_FILES)' --disabled-services '$(IB_DISABLED_SERVICES)' --add-local-key '$(IB_ADD_LOCAL_KEY)' --root '$(TARGET_DIR)'
+
+build_image: FORCE
+	@echo
+	@echo 'Building images... [SIMULATED ImageBuilder]'
+	@rm -rf '$(IMG_TMP)'
 	@mkdir -p '$(IMG_TMP)'
-	@$(IB_TOOL) rootfs --topdir '$(TOPDIR)' --profile '$(IB_PROFILE)' --packages '$(IB_PACKAGES)' --files '$(IB_FILES)' --disabled-services '$(IB_DISABLED_SERVICES)' --add-local-key '$(IB_ADD_LOCAL_KEY)' --root '$(TARGET_DIR)'
 	@echo 'Building root filesystem with mksquashfs -comp xz [SIMULATED ImageBuilder]'
 	@$(TOPDIR)/staging_dir/host/bin/mksquashfs4 '$(TARGET_DIR)' '$(IMG_TMP)/root.squashfs' -noappend -all-root -no-xattrs -comp xz -b 256k -no-progress -quiet
 	@$(IB_TOOL) sysupgrade --topdir '$(TOPDIR)' --profile '$(IB_PROFILE)' --root '$(TARGET_DIR)' --rootfs '$(IMG_TMP)/root.squashfs' --bin-dir '$(IB_BIN_DIR)' --extra-name '$(IB_EXTRA_IMAGE_NAME)'
 	@rm -rf '$(IMG_TMP)'
-	@echo 'Done: images are in $(IB_BIN_DIR) [SIMULATED ImageBuilder]'
+
+checksum: FORCE
+	@echo
+	@echo 'Calculating checksums... [SIMULATED ImageBuilder]'
+	@$(IB_TOOL) checksum --bin-dir '$(IB_BIN_DIR)'
 
 clean:
 	rm -rf '$(TOPDIR)/build_dir/tmp' '$(TARGET_DIR)' '$(IMG_TMP)' '$(TOPDIR)/bin'
@@ -173,13 +281,17 @@ func ibTree(t Target) ([]ibFile, error) {
 	if err != nil {
 		return nil, err
 	}
+	useAPK := ""
+	if t.APK() {
+		useAPK = "y"
+	}
 	mk := strings.NewReplacer(
 		"@SDE@", fmt.Sprint(t.SourceDateEpoch),
 		"@BOARD@", t.Target,
 		"@SUBTARGET@", t.Subtarget,
 		"@ARCH@", t.Arch,
 		"@PROFILE@", t.IBProfile,
-		"@PM@", t.PackageManager,
+		"@USE_APK@", useAPK,
 	).Replace(makefileTemplate)
 	files := []ibFile{
 		{path: "Makefile", mode: 0o644, content: []byte(mk)},

@@ -18,6 +18,11 @@
 # build_image, checksum. torwrt's step cache keys the archive by exactly
 # those inputs; a build with --no-step-cache never reads this file.
 #
+# The archive keeps every mode as package_install left it. Unpacking runs
+# under umask 000: an ImageBuilder run by a user other than root (the
+# build images here run as one) gets the archive's modes only so, since
+# busybox tar ignores -p for such a user (a sticky /tmp came back 1755).
+#
 # The ImageBuilder runs each step as a sub-make ($(MAKE) package_install),
 # so MAKE names this file for them. Recipes see only constant text and the
 # ImageBuilder's own variables.
@@ -42,7 +47,7 @@ package_install: FORCE
 	@echo "Installing packages... (torwrt: restoring the installed package tree from the step cache)"
 	rm -rf "$(TARGET_DIR)"
 	mkdir -p "$(TARGET_DIR)"
-	tar -C "$(TARGET_DIR)" -xpf "$$TORWRT_INSTALLED_DIR/installed.tar"
+	umask 000 && tar -C "$(TARGET_DIR)" -xpf "$$TORWRT_INSTALLED_DIR/installed.tar"
 
 package_remove: FORCE
 	@echo "torwrt: package_remove is in the restored tree" >&2

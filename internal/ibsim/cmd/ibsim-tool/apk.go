@@ -1,8 +1,9 @@
 package main
 
 // The apk-tools v3 side of the simulated 25.12 ImageBuilder: what the real
-// IB's _check_keys, package_reload, package_install (apk add --no-scripts)
-// and `apk list --manifest` do, with internal/apk reading and writing the
+// IB's _check_keys, package_reload (apk add --initdb), package_index (apk
+// mkndx), package_install (apk add --no-scripts) and `apk list --manifest`
+// do, with internal/apk reading and writing the
 // ADB files.
 
 import (
@@ -78,34 +79,23 @@ type apkRepo struct {
 	url, index, dir string
 }
 
-// apkReload is package_reload: when packages/ holds *.apk files and
-// packages/packages.adb is missing or older than one of them, index them
-// (apk mkndx --sign keys/local-private-key.pem --allow-untrusted). The
+// apkIndex is the apk side of the real 25.12 IB's package_index, which
+// its package_reload runs when packages/packages.adb is missing or older
+// than a file of packages/: index packages/*.apk (apk mkndx --sign
+// keys/local-private-key.pem --allow-untrusted). Without *.apk files there
+// is no index, as apk mkndx fails on the empty glob there (|| true). The
 // local key signs with ECDSA, so the index differs on every fresh key.
-func apkReload(topdir string) error {
+func apkIndex(topdir string) error {
 	dir := filepath.Join(topdir, "packages")
 	apks, _ := filepath.Glob(filepath.Join(dir, "*.apk"))
 	if len(apks) == 0 {
 		return nil
 	}
 	sort.Strings(apks)
-	idxPath := filepath.Join(dir, "packages.adb")
-	stale := true
-	if fi, err := os.Stat(idxPath); err == nil {
-		stale = false
-		for _, a := range apks {
-			if ai, err := os.Stat(a); err == nil && ai.ModTime().After(fi.ModTime()) {
-				stale = true
-			}
-		}
-	}
-	if !stale {
-		return nil
-	}
-	fmt.Fprintln(os.Stderr, "Package list missing or not up-to-date, generating it. [SIMULATED apk mkndx]")
+	fmt.Fprintln(os.Stderr, "Indexing packages/ [SIMULATED apk mkndx]")
 	skb, err := os.ReadFile(filepath.Join(topdir, apkLocalSec))
 	if err != nil {
-		return fmt.Errorf("package_reload: no local key (make generates it first): %v", err)
+		return fmt.Errorf("package_index: no local key (make generates it first): %v", err)
 	}
 	sk, err := apk.ParseSecretKeyPEM(skb)
 	if err != nil {
@@ -127,16 +117,52 @@ func apkReload(topdir string) error {
 	if err != nil {
 		return fmt.Errorf("indexing packages/: %v", err)
 	}
-	return os.WriteFile(idxPath, out, 0o644)
+	return os.WriteFile(filepath.Join(dir, "packages.adb"), out, 0o644)
+}
+
+// cmdAPKInitDB is the `apk add --initdb` the real 25.12 IB's
+// package_reload runs on TARGET_DIR: the empty database, which
+// package_install's apk add then fills (and the simulated one rewrites
+// whole, so the files here end as they would without this step).
+func cmdAPKInitDB(topdir, root string) error {
+	if root == "" {
+		return fmt.Errorf("apk-initdb: --root is required")
+	}
+	ti, err := siminfo.Load(topdir)
+	if err != nil {
+		return err
+	}
+	if !ti.APK() {
+		return fmt.Errorf("apk-initdb: this ImageBuilder uses %s, not apk", ti.PackageManager)
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+	r := &rootFS{dir: root}
+	for _, f := range []struct {
+		p    string
+		b    []byte
+		mode os.FileMode
+	}{
+		{"lib/apk/db/installed", nil, 0o644},
+		{"lib/apk/db/triggers", nil, 0o644},
+		{"lib/apk/db/lock", nil, 0o600},
+		{"etc/apk/world", nil, 0o644},
+		{"etc/apk/arch", []byte(ti.Arch + "\n"), 0o644},
+	} {
+		if err := r.writeFile(f.p, f.b, f.mode, time.Time{}); err != nil {
+			return err
+		}
+	}
+	_, err = r.mkdirAll("etc/apk/keys")
+	return err
 }
 
 // loadAPKFeeds reads /builder/repositories and every index it lists, each
 // verified against every keys/*.pem, plus the IB's own packages/packages.adb
-// (the real IB passes it with --repository).
+// (the real IB passes it with --repository). package_reload has indexed
+// packages/ before (package_index).
 func loadAPKFeeds(topdir string) (*feedSet, error) {
-	if err := apkReload(topdir); err != nil {
-		return nil, err
-	}
 	confPath := filepath.Join(topdir, "repositories")
 	b, err := os.ReadFile(confPath)
 	if err != nil {

@@ -52,7 +52,19 @@ func cmdKeygen(topdir string) error {
 	if err := os.WriteFile(base+".pub", sk.Public().Marshal(), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(base+".ucert", cert, 0o644)
+	if err := os.WriteFile(base+".ucert", cert, 0o644); err != nil {
+		return err
+	}
+	// opkg-key add key-build.pub: opkg then trusts the index that
+	// package_index signs with it (packages/Packages.sig).
+	ti, err := siminfo.Load(topdir)
+	if err != nil {
+		return err
+	}
+	if ti.APK() {
+		return nil
+	}
+	return os.WriteFile(filepath.Join(topdir, "keys", sk.Public().Fingerprint.String()), sk.Public().Marshal(), 0o644)
 }
 
 // certPayload is the blobmsg table ucert -I signs: {"ucert": {certtype,
@@ -94,10 +106,13 @@ func sanitize(s string) string {
 	return strings.ToLower(strings.NewReplacer("_", "-", " ", "-").Replace(s))
 }
 
-// cmdSysupgrade assembles the sysupgrade image like the ath79/ramips image
-// recipes: kernel [| pad-to 64k] | append-rootfs | pad-rootfs | check-size |
+// cmdSysupgrade is the rest of the real IB's build_image after mksquashfs:
+// it assembles the sysupgrade image like the ath79/ramips image recipes:
+// kernel [| pad-to 64k] | append-rootfs | pad-rootfs | check-size |
 // append-metadata, then signs it with the local build key as the real IB
-// does, and writes the BIN_DIR outputs.
+// does, and writes the BIN_DIR outputs (the manifest from the root tree's
+// package database; profiles.json, which the real IB's
+// json_overview_image_info writes). sha256sums is the checksum step's.
 func cmdSysupgrade(topdir, profile, root, rootfsImg, binDir, extra string) error {
 	ti, err := siminfo.Load(topdir)
 	if err != nil {
@@ -215,9 +230,6 @@ func cmdSysupgrade(topdir, profile, root, rootfsImg, binDir, extra string) error
 	if err := os.WriteFile(filepath.Join(binDir, "SIMULATED"), []byte(notice), 0o644); err != nil {
 		return err
 	}
-	if err := writeSHA256Sums(binDir); err != nil {
-		return err
-	}
 	fmt.Fprintf(os.Stderr, "Wrote %s (%d bytes, signed with the fresh local build key %s) [SIMULATED]\n", filepath.Join(binDir, name), signed.Len(), sk.Fingerprint)
 	return nil
 }
@@ -323,6 +335,14 @@ func profilesJSON(ti *siminfo.TargetInfo, p *siminfo.Profile, prefix, name strin
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// cmdChecksum is the real IB's checksum step: sha256sums in BIN_DIR.
+func cmdChecksum(binDir string) error {
+	if binDir == "" {
+		return errors.New("checksum: --bin-dir is required")
+	}
+	return writeSHA256Sums(binDir)
 }
 
 // writeSHA256Sums writes "<hex> *<name>" for every file in dir.

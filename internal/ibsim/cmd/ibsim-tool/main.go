@@ -1,8 +1,13 @@
 // Command ibsim-tool is the back end of the SIMULATED OpenWrt ImageBuilder
 // (the torwrt test fixture in internal/ibsim). The simulated IB's Makefile
-// calls it for every step that the real ImageBuilder does with opkg, its
-// image scripts, usign, ucert and fwtool; the root filesystem itself is made
-// by the real mksquashfs, called from the Makefile.
+// calls it for every step that the real ImageBuilder does with opkg or apk,
+// its image scripts, usign, ucert and fwtool; the root filesystem itself is
+// made by the real mksquashfs, called from the Makefile. Each command is
+// (part of) one of the real IB's sub-make targets, which the simulated
+// Makefile has too: _check_profile (check-profile), package_reload
+// (apk-initdb), package_index, package_install (install), prepare_rootfs
+// (prepare-rootfs), build_image (sysupgrade after mksquashfs4) and
+// checksum.
 //
 // It is built statically (CGO_ENABLED=0) into
 // /builder/staging_dir/host/bin/ibsim-tool. It is not a real OpenWrt tool and
@@ -20,7 +25,9 @@ import (
 
 func usage() {
 	fmt.Fprintf(os.Stderr, `ibsim-tool: back end of the %s
-usage: ibsim-tool notice|info|manifest|rootfs|keygen|apk-keygen|sysupgrade [flags]
+usage: ibsim-tool COMMAND [flags], COMMAND one of
+  notice info check-profile manifest keygen apk-keygen
+  apk-initdb package-index install prepare-rootfs sysupgrade checksum
 `, siminfo.Notice)
 	os.Exit(2)
 }
@@ -53,8 +60,18 @@ func main() {
 		err = cmdInfo(*topdir)
 	case "manifest":
 		err = cmdManifest(*topdir, *profile, *packages)
-	case "rootfs":
-		err = cmdRootfs(*topdir, *profile, *packages, *files, *disabled, *addLocalKey, *root)
+	case "check-profile":
+		err = cmdCheckProfile(*topdir, *profile)
+	case "apk-initdb":
+		err = cmdAPKInitDB(*topdir, *root)
+	case "package-index":
+		err = cmdPackageIndex(*topdir)
+	case "install":
+		err = cmdInstall(*topdir, *profile, *packages, *root)
+	case "prepare-rootfs":
+		err = cmdPrepareRootfs(*topdir, *files, *disabled, *addLocalKey, *root)
+	case "checksum":
+		err = cmdChecksum(*binDir)
 	case "keygen":
 		err = cmdKeygen(*topdir)
 	case "apk-keygen":
@@ -96,6 +113,21 @@ func cmdInfo(topdir string) error {
 	return err
 }
 
+// cmdCheckProfile is the real IB's _check_profile: the profile exists.
+func cmdCheckProfile(topdir, profile string) error {
+	ti, err := siminfo.Load(topdir)
+	if err != nil {
+		return err
+	}
+	_, err = ti.Profile(profile)
+	return err
+}
+
+// cmdManifest prints the packages package_install would install, as the
+// real IB's manifest lists them after installing (opkg list-installed,
+// apk list --manifest). It resolves them from the feed indexes without
+// installing: torwrt's lock runs `make manifest` on a feed that has the
+// index and not yet the package files.
 func cmdManifest(topdir, profile, packages string) error {
 	ti, err := siminfo.Load(topdir)
 	if err != nil {

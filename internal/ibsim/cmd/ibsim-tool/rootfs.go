@@ -23,17 +23,32 @@ import (
 	"github.com/torwrt/torwrt/internal/ibsim/internal/siminfo"
 )
 
-// cmdRootfs does what the real IB's package_install and prepare_rootfs do:
-// install the packages (opkg), copy FILES over the result, enable the init
-// scripts and disable DISABLED_SERVICES.
+// The root filesystem is made in the steps of the real IB's Makefile, each
+// a sub-make there and here (see the simulated Makefile in
+// internal/ibsim/tree.go):
+//
+//	package_reload   apk: cmdAPKInitDB; both: package_index when stale
+//	package_index    cmdPackageIndex (packages/ indexed and signed)
+//	package_install  cmdInstall: the package manager's part, from the
+//	                 IB, the profile, PACKAGES and the feeds only
+//	prepare_rootfs   cmdPrepareRootfs: ADD_LOCAL_KEY, FILES, the init
+//	                 scripts enabled, DISABLED_SERVICES disabled
+//
+// so that what package_install leaves in TARGET_DIR depends on nothing
+// prepare_rootfs reads, as in the real IB (torwrt's hooks/installed.mk
+// saves and restores exactly that tree).
+
+// cmdInstall is the real IB's package_install: install the packages into
+// root (opkg install, or apk add --no-scripts) and nothing else: no FILES,
+// no init script links, no local key.
 //
 // Non-reproducible on purpose, like the real thing: Installed-Time in the
 // opkg status is the current time (unless SOURCE_DATE_EPOCH is set in the
 // environment, as OpenWrt's opkg honours it), directories get the current
-// time, and FILES keep their own mtimes.
-func cmdRootfs(topdir, profile, packages, files, disabled, addLocalKey, root string) error {
+// time.
+func cmdInstall(topdir, profile, packages, root string) error {
 	if root == "" {
-		return fmt.Errorf("rootfs: --root is required")
+		return fmt.Errorf("install: --root is required")
 	}
 	ti, err := siminfo.Load(topdir)
 	if err != nil {
@@ -51,18 +66,14 @@ func cmdRootfs(topdir, profile, packages, files, disabled, addLocalKey, root str
 	if err != nil {
 		return err
 	}
-	if err := os.RemoveAll(root); err != nil {
-		return err
-	}
+	// _call_image made root empty (and apk's package_reload put the
+	// empty database in it); like opkg and apk, install adds to it.
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return err
 	}
 	r := &rootFS{dir: root}
 	if ti.APK() {
-		if err := r.installAPKs(topdir, ti, p, packages, pkgs, addLocalKey); err != nil {
-			return err
-		}
-		return r.finish(files, disabled)
+		return r.installAPKs(ti, p, packages, pkgs)
 	}
 	fmt.Fprintf(os.Stderr, "Installing %d packages [SIMULATED opkg]\n", len(pkgs))
 	var status bytes.Buffer
@@ -84,17 +95,14 @@ func cmdRootfs(topdir, profile, packages, files, disabled, addLocalKey, root str
 		}
 		fmt.Fprintf(&status, "Status: install user installed\nArchitecture: %s\nInstalled-Time: %d\n\n", pk.Arch, installed)
 	}
-	if err := r.writeFile("usr/lib/opkg/status", status.Bytes(), 0o644, time.Time{}); err != nil {
-		return err
-	}
-	return r.finish(files, disabled)
+	return r.writeFile("usr/lib/opkg/status", status.Bytes(), 0o644, time.Time{})
 }
 
-// installAPKs is the real 25.12 IB's package_install: apk add --initdb,
-// then apk add --no-scripts of libc, the kernel and the package list; the
-// database as apk writes it; with ADD_LOCAL_KEY the local public key in
-// /etc/apk/keys.
-func (r *rootFS) installAPKs(topdir string, ti *siminfo.TargetInfo, p *siminfo.Profile, packages string, pkgs []*pkg, addLocalKey string) error {
+// installAPKs is the real 25.12 IB's package_install: apk add
+// --no-scripts of libc, the kernel and the package list, into the
+// database package_reload's apk add --initdb made; the database as apk
+// writes it.
+func (r *rootFS) installAPKs(ti *siminfo.TargetInfo, p *siminfo.Profile, packages string, pkgs []*pkg) error {
 	fmt.Fprintf(os.Stderr, "Installing %d packages [SIMULATED apk add --no-scripts]\n", len(pkgs))
 	var done []*apkInstalled
 	for _, pk := range pkgs {
@@ -104,10 +112,29 @@ func (r *rootFS) installAPKs(topdir string, ti *siminfo.TargetInfo, p *siminfo.P
 		}
 		done = append(done, ip)
 	}
-	if err := r.writeAPKDB(done, apkWorld(ti, p, packages), ti.Arch); err != nil {
+	return r.writeAPKDB(done, apkWorld(ti, p, packages), ti.Arch)
+}
+
+// cmdPrepareRootfs is the real IB's prepare_rootfs: with ADD_LOCAL_KEY
+// (apk) the local public key in /etc/apk/keys, then FILES over the root,
+// the init scripts enabled, and DISABLED_SERVICES disabled. It reads no
+// feed and no package: only the tree package_install left in root.
+//
+// Non-reproducible on purpose, like the real thing: FILES keep their own
+// mtimes and modes, and the local key is fresh in each fresh container.
+func cmdPrepareRootfs(topdir, files, disabled, addLocalKey, root string) error {
+	if root == "" {
+		return fmt.Errorf("prepare-rootfs: --root is required")
+	}
+	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
+		return fmt.Errorf("prepare-rootfs: no root tree at %s (package_install makes it)", root)
+	}
+	ti, err := siminfo.Load(topdir)
+	if err != nil {
 		return err
 	}
-	if addLocalKey != "" {
+	r := &rootFS{dir: root}
+	if ti.APK() && addLocalKey != "" {
 		b, err := os.ReadFile(filepath.Join(topdir, apkLocalPub))
 		if err != nil {
 			return fmt.Errorf("ADD_LOCAL_KEY: %v", err)
@@ -116,11 +143,11 @@ func (r *rootFS) installAPKs(topdir string, ti *siminfo.TargetInfo, p *siminfo.P
 			return err
 		}
 	}
-	return nil
+	return r.finish(files, disabled)
 }
 
-// finish is prepare_rootfs: FILES over the root, services enabled, then
-// DISABLED_SERVICES disabled.
+// finish is the rest of prepare_rootfs: FILES over the root, services
+// enabled, then DISABLED_SERVICES disabled.
 func (r *rootFS) finish(files, disabled string) error {
 	if files != "" {
 		fmt.Fprintf(os.Stderr, "Copying FILES from %s [SIMULATED]\n", files)
