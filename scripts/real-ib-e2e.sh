@@ -14,7 +14,10 @@
 #      installed package tree from the step cache (make image from FILES
 #      on) gives the same bytes, every file in dist/, as a --no-step-cache
 #      build of the same inputs;
-#   5. the image is refused for another board, and the daemon inside it is a
+#   5. a second device of the same ImageBuilder (gl-mt300n-lede17, a
+#      profile directory and nothing else): its committed lock is
+#      reproduced and it builds beside the first in one `build`;
+#   6. the image is refused for another board, and the daemon inside it is a
 #      static MIPS32 little-endian binary that runs under qemu-mipsel-static.
 #
 # Podman runs on an EMPTY store of its own (CONTAINERS_STORAGE_CONF) and
@@ -123,6 +126,16 @@ if cmp -s "$img_a" "$(ls "$work"/c/dist/$PROFILE/*-sysupgrade.bin)"; then
   exit 1
 fi
 echo "changed overlay: ${build_c_s}s restoring the installed tree, ${build_d_s}s in full; all $n files in dist/$PROFILE identical"
+
+step "a second device of this ImageBuilder, added as data only (profiles/gl-mt300n-lede17): its lock is reproduced, and it builds side by side with the first"
+P2=gl-mt300n-lede17
+t=$(secs)
+"$ib" lock --profile "$P2" --engine podman --cache "$cache" -o "$work/lock-p2.json"
+cmp "$work/lock-p2.json" "profiles/$P2/lock.json"
+build e 022 UTC --profile "$P2" --jobs 2
+"$ib" verify --keys "$root/.cache/real-ib/release.pub" --board gl-mt300n "$work/e/dist/$P2/"*-sysupgrade.bin >/dev/null
+cmp "$img_a" "$(ls "$work/e/dist/$PROFILE/"*-sysupgrade.bin)"
+echo "second device: lock reproduced, built beside $PROFILE in $(since "$t")s (with its lock); $PROFILE's image unchanged"
 
 step "the image is refused for another board"
 if "$ib" verify --keys "$root/.cache/real-ib/release.pub" --board glinet,gl-ar150 "$img_a" >/dev/null 2>&1; then
