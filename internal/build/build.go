@@ -366,39 +366,15 @@ func pipeline(ctx context.Context, o Options, work string, r *runner) error {
 			rep.Engine, rep.PackageManager = ran.Engine, ran.PackageManager
 			return true, nil
 		}
-		cr, err := container.NewRunner(ctx, o.Engine, container.RunnerOptions{
-			WorkRoot: filepath.Join(o.CacheDir, "host-runner"), Logf: r.pr.Printf, Debugf: r.pr.Debugf,
-		})
-		if err != nil {
-			return false, err
-		}
-		installed, installedKey, err := installedTree(cache, key, filepath.Join(work, "installed"))
-		if err != nil {
-			return false, err
-		}
-		if installed != nil && installed.Restore {
-			r.log.Info("run: the installed package tree is replayed from the step cache; make image runs from FILES on", "key", installedKey)
-			rep.Cached = append(rep.Cached, "run/installed")
-		}
-		out, err := RunImage(ctx, RunInput{
-			Runner: cr, Image: fetched.Image, Profile: o.Profile, Lock: o.Lock, Files: rendered.Dir,
-			Feed: fetched.FeedDir, WorkDir: work, Key: key, Logf: r.pr.Printf, Installed: installed,
-		}, bin)
+		out, err := runCached(ctx, r, cache, RunInput{
+			Engine: o.Engine, Image: fetched.Image, Profile: o.Profile, Lock: o.Lock, Files: rendered.Dir,
+			Feed: fetched.FeedDir, WorkDir: work, Key: key, Logf: r.pr.Printf,
+		}, o.CacheDir, runKey, bin)
 		if err != nil {
 			return false, err
 		}
 		ran = *out
 		rep.Engine, rep.PackageManager = ran.Engine, ran.PackageManager
-		if installed != nil && !installed.Restore {
-			if _, err := os.Stat(filepath.Join(installed.Dir, imagebuilder.InstalledArchive)); err == nil {
-				if err := cache.Put("install", installedKey, key.Install(), installed.Dir); err != nil {
-					r.log.Warn("step cache: not storing the installed package tree", "err", err)
-				}
-			}
-		}
-		if err := cache.Put("run", runKey, ran, bin); err != nil {
-			r.log.Warn("step cache: not storing the run", "err", err)
-		}
 		return false, nil
 	})
 	if err != nil {
@@ -482,6 +458,43 @@ func pipeline(ctx context.Context, o Options, work string, r *runner) error {
 			Statement: dist.StatementInput{BuilderID: builder, Invocation: o.Invocation, SourceRepo: o.SourceRepo, SourceCommit: o.SourceCommit},
 		})
 	})
+}
+
+// runCached runs make image (RunImage) in a runner for in.Engine, with
+// the installed package tree from the step cache when it is there, and
+// stores the tree and the run's output for the next build.
+func runCached(ctx context.Context, r *runner, cache *StepCache, in RunInput, cacheDir, runKey, bin string) (*Ran, error) {
+	cr, err := container.NewRunner(ctx, in.Engine, container.RunnerOptions{
+		WorkRoot: filepath.Join(cacheDir, "host-runner"), Logf: r.pr.Printf, Debugf: r.pr.Debugf,
+	})
+	if err != nil {
+		return nil, err
+	}
+	in.Runner = cr
+	installed, installedKey, err := installedTree(cache, in.Key, filepath.Join(in.WorkDir, "installed"))
+	if err != nil {
+		return nil, err
+	}
+	if installed != nil && installed.Restore {
+		r.log.Info("run: the installed package tree is replayed from the step cache; make image runs from FILES on", "key", installedKey)
+		r.rep.Cached = append(r.rep.Cached, "run/installed")
+	}
+	in.Installed = installed
+	ran, err := RunImage(ctx, in, bin)
+	if err != nil {
+		return nil, err
+	}
+	if installed != nil && !installed.Restore {
+		if _, err := os.Stat(filepath.Join(installed.Dir, imagebuilder.InstalledArchive)); err == nil {
+			if err := cache.Put("install", installedKey, in.Key.Install(), installed.Dir); err != nil {
+				r.log.Warn("step cache: not storing the installed package tree", "err", err)
+			}
+		}
+	}
+	if err := cache.Put("run", runKey, ran, bin); err != nil {
+		r.log.Warn("step cache: not storing the run", "err", err)
+	}
+	return ran, nil
 }
 
 // installedTree is the run's installed package tree: restored from the

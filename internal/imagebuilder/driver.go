@@ -234,27 +234,12 @@ func (d *Driver) Image(ctx context.Context, req Request) error {
 		return err
 	}
 	mounts = append(mounts, hook)
-	makeArgv := []string{"make", "image"}
-	var installedEnv []string
-	if it := req.Installed; it != nil {
-		caps, err := d.Capabilities()
-		if err != nil {
-			return err
-		}
-		if !caps.InstallTarget {
-			return fmt.Errorf("imagebuilder: %w: its Makefile runs no `$(MAKE) package_install` sub-make, so the installed package tree cannot be cached; build with --no-step-cache", ErrMissingInterface)
-		}
-		if err := checkInstalledDir(it); err != nil {
-			return err
-		}
-		m := container.Mount{Source: it.Dir, Target: installedTarget, ReadOnly: it.Restore}
-		mounts = append(mounts, m)
-		mode := "save"
-		if it.Restore {
-			mode = "restore"
-		}
-		makeArgv = []string{"make", "-f", d.Runner.Path(hook) + "/installed.mk", "image"}
-		installedEnv = []string{"TORWRT_INSTALLED=" + mode, "TORWRT_INSTALLED_DIR=" + d.Runner.Path(m)}
+	makeArgv, installedEnv, installedMount, err := d.installedMode(req.Installed, hook)
+	if err != nil {
+		return err
+	}
+	if installedMount != nil {
+		mounts = append(mounts, *installedMount)
 	}
 	if len(req.DisabledServices) > 0 {
 		caps, err := d.Capabilities()
@@ -292,6 +277,33 @@ func (d *Driver) Image(ctx context.Context, req Request) error {
 		}
 	}
 	return nil
+}
+
+// installedMode is how make runs for an InstalledTree: with installed.mk
+// from the hooks mount, its mode in the environment and the tree's
+// directory mounted (read-only to restore from); for none, `make image`.
+func (d *Driver) installedMode(it *InstalledTree, hooks container.Mount) (argv, env []string, m *container.Mount, err error) {
+	if it == nil {
+		return []string{"make", "image"}, nil, nil, nil
+	}
+	caps, err := d.Capabilities()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if !caps.InstallTarget {
+		return nil, nil, nil, fmt.Errorf("imagebuilder: %w: its Makefile runs no `$(MAKE) package_install` sub-make, so the installed package tree cannot be cached; build with --no-step-cache", ErrMissingInterface)
+	}
+	if err := checkInstalledDir(it); err != nil {
+		return nil, nil, nil, err
+	}
+	m = &container.Mount{Source: it.Dir, Target: installedTarget, ReadOnly: it.Restore}
+	mode := "save"
+	if it.Restore {
+		mode = "restore"
+	}
+	argv = []string{"make", "-f", d.Runner.Path(hooks) + "/installed.mk", "image"}
+	env = []string{"TORWRT_INSTALLED=" + mode, "TORWRT_INSTALLED_DIR=" + d.Runner.Path(*m)}
+	return argv, env, m, nil
 }
 
 // checkInstalledDir: a directory to save into is empty; one to restore
