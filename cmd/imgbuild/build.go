@@ -262,7 +262,7 @@ func runBuild(ctx context.Context, e env, args []string) error {
 	country := fs.String("country", "", "Wi-Fi country, ISO 3166-1 alpha-2 (e.g. DE): overrides the brand's; a build needs one")
 	o.buildKeyFlags.addFlags(fs)
 	fs.StringVar(&o.until, "until", "", "stop after this step and keep the work directory with what it produced: "+strings.Join(build.Steps, ", "))
-	fs.IntVar(&o.jobs, "jobs", defaultJobs(), "profiles built at the same time (--all); each make image runs mksquashfs on one CPU")
+	fs.IntVar(&o.jobs, "jobs", defaultJobs(), "profiles built at the same time (several --profile, or --all); each make image runs mksquashfs on one CPU")
 	addVerboseFlag(fs, &o.verbose)
 	rest, err := parseFlags(fs, args)
 	if err != nil {
