@@ -38,7 +38,7 @@ func TestLoadShippedProfiles(t *testing.T) {
 		}
 	}
 	ids, err := List(repoProfiles(t))
-	if err != nil || strings.Join(ids, " ") != "gl-ar150 gl-ar150-24.10 gl-mt300a gl-mt300a-24.10 gl-mt300a-lede17" {
+	if err != nil || strings.Join(ids, " ") != "gl-ar150 gl-ar150-24.10 gl-mt300a gl-mt300a-24.10 gl-mt300a-lede17 gl-mt300n-lede17" {
 		t.Fatalf("List = %v, %v", ids, err)
 	}
 	// The real-ImageBuilder test profile: an imported archive, marked as
@@ -60,6 +60,19 @@ func TestLoadShippedProfiles(t *testing.T) {
 		if !pk.Bundled || len(pk.SHA256) != 64 || pk.Size <= 0 {
 			t.Errorf("gl-mt300a-lede17 lock: %+v is not a bundled package pinned by sha256", pk)
 		}
+	}
+	// A second device of the same ImageBuilder, added as data only: its
+	// own board, the same imported image, a test profile too.
+	p2, err := Load(repoProfiles(t), "gl-mt300n-lede17")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := ReadLock(p2.LockPath(), p2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.TestProfile == "" || p2.Primary() || p2.Board != "gl-mt300n" || p2.IBProfile != "gl-mt300n" || l2.Image.Ref != l.Image.Ref {
+		t.Errorf("gl-mt300n-lede17: board %q, ib profile %q, image %s (gl-mt300a-lede17's: %s)", p2.Board, p2.IBProfile, l2.Image.Ref, l.Image.Ref)
 	}
 }
 
