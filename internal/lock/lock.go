@@ -200,6 +200,9 @@ func Resolve(ctx context.Context, o Options) (*profile.Lock, error) {
 	if err := d.WriteRepositories(feedDir, true); err != nil {
 		return nil, err
 	}
+	if err := readableTree(feedDir); err != nil {
+		return nil, err
+	}
 	installed, err := d.Manifest(ctx, imagebuilder.Request{Profile: p.IBProfile, Packages: p.MakePackages(), Feed: feedDir, SourceDateEpoch: p.OpenWrt.SourceDateEpoch})
 	if err != nil {
 		return nil, err
@@ -508,4 +511,20 @@ func (t *flatTar) next() (*tar.Header, error) {
 		return nil, fmt.Errorf("reading image %s: %w", t.digest, err)
 	}
 	return h, err
+}
+
+// readableTree makes the feed readable by the container's build user
+// whatever the caller's umask (077 makes 0700 directories and 0600 files).
+func readableTree(dir string) error {
+	return filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.IsDir():
+			return os.Chmod(path, 0o755)
+		case d.Type().IsRegular():
+			return os.Chmod(path, 0o644)
+		}
+		return nil
+	})
 }
