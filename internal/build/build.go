@@ -514,7 +514,7 @@ func installedTree(cache *StepCache, key RunKey, dir string) (*imagebuilder.Inst
 	var recorded InstallKey
 	if cache.Get("install", k, &recorded, dir) {
 		// The container's build user reads it, whatever the caller's umask.
-		if err := chmodTree(dir, 0o755, 0o644); err != nil {
+		if err := container.MakeReadable(dir); err != nil {
 			return nil, "", err
 		}
 		return &imagebuilder.InstalledTree{Dir: dir, Restore: true}, k, nil

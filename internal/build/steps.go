@@ -74,25 +74,10 @@ func Fetch(ctx context.Context, in FetchInput) (*Fetched, error) {
 	}
 	// The container user reads the feed; modes are set explicitly so the
 	// caller's umask cannot make it unreadable (or change anything else).
-	if err := chmodTree(in.FeedDir, 0o755, 0o644); err != nil {
+	if err := container.MakeReadable(in.FeedDir); err != nil {
 		return nil, err
 	}
 	return &Fetched{Image: img, FeedDir: in.FeedDir}, nil
-}
-
-func chmodTree(dir string, dirMode, fileMode os.FileMode) error {
-	return filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return os.Chmod(path, dirMode)
-		}
-		if d.Type().IsRegular() {
-			return os.Chmod(path, fileMode)
-		}
-		return nil
-	})
 }
 
 // CompileInput: the router daemon's source and target. SourceSHA256 is

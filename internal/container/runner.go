@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -262,4 +263,22 @@ func exitCode(err error) (int, bool) {
 		return se.code, true
 	}
 	return 0, false
+}
+
+// MakeReadable sets dir's tree to 0755 directories and 0644 files, so a
+// read-only mount of it is readable by the container's build user
+// whatever the caller's umask (077 makes 0700 directories and 0600 files,
+// which the engine runner refuses to mount).
+func MakeReadable(dir string) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.IsDir():
+			return os.Chmod(path, 0o755)
+		case d.Type().IsRegular():
+			return os.Chmod(path, 0o644)
+		}
+		return nil
+	})
 }

@@ -130,7 +130,7 @@ func resolveAPK(ctx context.Context, o Options, ref string, img *container.Image
 	if err := d.WriteRepositories(feedDir, bundled.hasAPK()); err != nil {
 		return nil, err
 	}
-	if err := readableTree(feedDir); err != nil {
+	if err := container.MakeReadable(feedDir); err != nil {
 		return nil, err
 	}
 	installed, err := d.Manifest(ctx, imagebuilder.Request{Profile: p.IBProfile, Packages: p.MakePackages(), Feed: feedDir, SourceDateEpoch: p.OpenWrt.SourceDateEpoch})

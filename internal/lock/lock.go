@@ -200,7 +200,7 @@ func Resolve(ctx context.Context, o Options) (*profile.Lock, error) {
 	if err := d.WriteRepositories(feedDir, true); err != nil {
 		return nil, err
 	}
-	if err := readableTree(feedDir); err != nil {
+	if err := container.MakeReadable(feedDir); err != nil {
 		return nil, err
 	}
 	installed, err := d.Manifest(ctx, imagebuilder.Request{Profile: p.IBProfile, Packages: p.MakePackages(), Feed: feedDir, SourceDateEpoch: p.OpenWrt.SourceDateEpoch})
@@ -511,20 +511,4 @@ func (t *flatTar) next() (*tar.Header, error) {
 		return nil, fmt.Errorf("reading image %s: %w", t.digest, err)
 	}
 	return h, err
-}
-
-// readableTree makes the feed readable by the container's build user
-// whatever the caller's umask (077 makes 0700 directories and 0600 files).
-func readableTree(dir string) error {
-	return filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		switch {
-		case err != nil:
-			return err
-		case d.IsDir():
-			return os.Chmod(path, 0o755)
-		case d.Type().IsRegular():
-			return os.Chmod(path, 0o644)
-		}
-		return nil
-	})
 }
